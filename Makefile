@@ -1,0 +1,44 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Each creates its own virtual environment on first use (.venv, .venv-test).
+
+PYTHON ?= python3
+PIP_FLAGS ?= -q --disable-pip-version-check --progress-bar off
+DEMO_VENV := .venv
+TEST_VENV := .venv-test
+RUN ?= data/runs/chain_042
+
+.PHONY: demo test test-slow bench examples clean
+
+## demo: install the base package (statistics only, no torch) and analyse the example run
+demo: $(DEMO_VENV)/.installed
+	$(DEMO_VENV)/bin/qtrait validate $(RUN)
+	$(DEMO_VENV)/bin/qtrait summarize $(RUN)
+
+$(DEMO_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DEMO_VENV)
+	$(DEMO_VENV)/bin/pip install $(PIP_FLAGS) -e .
+	touch $@
+
+## test: install everything (chain runner, sweeps, tests) and run the default test suite
+test: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python -m pytest -m "not slow"
+
+## test-slow: the long statistical studies (calibration), marked `slow`
+test-slow: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python -m pytest -m slow
+
+$(TEST_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/pip install $(PIP_FLAGS) -e '.[chain,sweep,test]'
+	touch $@
+
+## bench: benchmarks that print figures (see bench/README.md)
+bench: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python bench/bench_import_summarize.py
+
+## examples: regenerate the shipped example runs in data/runs
+examples: $(DEMO_VENV)/.installed
+	$(DEMO_VENV)/bin/python data/make_example_runs.py
+
+clean:
+	rm -rf $(DEMO_VENV) $(TEST_VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,3 @@
+from qtrait.cli.main import entry
+
+entry()

@@ -1,0 +1,1 @@
+"""The ``qtrait`` command line (typer). One module per command group."""

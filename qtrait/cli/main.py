@@ -1,0 +1,63 @@
+"""Entry point of the ``qtrait`` command.
+
+Known errors (:class:`qtrait.errors.QtraitError`) become one clear line on stderr and exit
+status 2; set ``QTRAIT_DEBUG=1`` for the traceback. The chain runner's commands (``qtrait
+chain``) live in ``chain_runner`` and are imported only when called, so ``qtrait`` itself
+never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from ..errors import QtraitError
+from . import envcmd, runs
+
+app = typer.Typer(
+    name="qtrait",
+    help="Quantitative-trait statistics of model collapse in self-consuming diffusion chains.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+runs.register(app)
+envcmd.register(app)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit status (0 ok, 1 invalid data found, 2 usage error)."""
+    try:
+        # with standalone_mode=False click returns the code of typer.Exit instead of exiting
+        code = app(args=argv, prog_name="qtrait", standalone_mode=False)
+    except QtraitError as exc:
+        if os.environ.get("QTRAIT_DEBUG"):
+            raise
+        typer.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            typer.echo(f"hint: {exc.hint}", err=True)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        return 130
+    except Exception as exc:  # click's own usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return code if isinstance(code, int) else 0
+
+
+def entry() -> None:  # pragma: no cover - console script
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry()

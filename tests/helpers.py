@@ -1,0 +1,46 @@
+"""Helpers shared by the tests: small runs on disk and folder snapshots."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qtrait.rundir import RunWriter, make_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_RUN = ROOT / "data" / "runs" / "chain_042"
+
+DESIGN = {"name": "tiny", "cfg_scale": 3.0, "cfg_schedule": "constant", "p_drop": 0.0,
+          "anchor": "base"}
+
+
+def set_table(rng, n: int, traits: list[str], concepts=("a", "b"), shift=0.0) -> pd.DataFrame:
+    rows = n * len(concepts)
+    df = pd.DataFrame(rng.normal(shift, 1.0, size=(rows, len(traits))), columns=traits)
+    df.insert(0, "concept", np.repeat(concepts, n))
+    return df
+
+
+def write_tiny_run(path: Path, generations: int = 3, traits=("t1", "t2"), seed: int = 0,
+                   probes: bool = True) -> Path:
+    """A small valid run: ``generations`` generations, two concepts, probes."""
+    rng = np.random.default_rng(seed)
+    traits = list(traits)
+    writer = RunWriter.create(path, make_manifest(path.name, DESIGN, traits,
+                                                  producer_name="tests"))
+    for g in range(generations):
+        tables = {"guided": set_table(rng, 12, traits, shift=0.1 * g)}
+        if probes:
+            tables["probe_w1"] = set_table(rng, 5, traits)
+            tables["probe_uncond"] = set_table(rng, 5, traits)
+        writer.write_generation(g, tables)
+    return path
+
+
+def snapshot(path: Path) -> dict[str, str]:
+    """Every file below ``path`` with the hash of its bytes (to assert nothing changed)."""
+    return {p.relative_to(path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}
