@@ -44,3 +44,4 @@ def snapshot(path: Path) -> dict[str, str]:
     """Every file below ``path`` with the hash of its bytes (to assert nothing changed)."""
     return {p.relative_to(path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(path.rglob("*")) if p.is_file()}
+

@@ -43,7 +43,7 @@ class RunSummary:
         if not self.selection.empty:
             sel = xr.Dataset.from_dataframe(
                 self.selection.set_index(["generation", "concept", "trait"]))
-            ds = ds.merge(sel)
+            ds = ds.merge(sel, join="outer")
         ds.attrs.update(run_id=self.run_id, anchor=self.anchor, ci=self.ci)
         return ds
 
