@@ -67,6 +67,9 @@ class GenerationWriter:
                                           generation=self.generation)
         if problems:
             raise InvalidInputError(f"refusing to write {rel}", problems)
+        self._write_checked(set_name, df)
+
+    def _write_checked(self, set_name: str, df: pd.DataFrame) -> None:
         io.atomic_write_bytes(layout.set_path(self.run.root, self.generation, set_name),
                               io.table_to_bytes(df))
         self._written.add(set_name)
@@ -187,18 +190,22 @@ class RunWriter:
         unknown = [s for s in tables if s not in layout.SETS]
         if unknown:
             raise QtraitError(f"unknown set(s) {unknown}; expected {layout.SETS}")
+        missing = [s for s in layout.REQUIRED_SETS if s not in tables]
+        if missing:
+            raise QtraitError(f"generation {generation} needs the set(s) {missing}")
         # check everything before creating the folder, so bad input writes nothing
-        problems = []
-        for set_name, table in tables.items():
-            df = normalise_set_table(table, self.traits, set_name)
-            problems += checks.check_set_table(df, self.traits, set_name=set_name, file=None,
-                                               generation=generation)
+        problems, normalised = [], {}
+        for set_name in layout.SETS:
+            if set_name in tables:
+                df = normalise_set_table(tables[set_name], self.traits, set_name)
+                problems += checks.check_set_table(df, self.traits, set_name=set_name,
+                                                   file=None, generation=generation)
+                normalised[set_name] = df
         if problems:
             raise InvalidInputError(f"refusing to write generation {generation}", problems)
         with self.generation(generation) as gw:
-            for set_name in layout.SETS:
-                if set_name in tables:
-                    gw.write_set(set_name, tables[set_name])
+            for set_name, df in normalised.items():
+                gw._write_checked(set_name, df)
             for name, data in (artifacts or {}).items():
                 gw.write_artifact(name, data)
 

@@ -100,6 +100,8 @@ def test_bad_tables_are_refused_before_anything_is_written(tiny_run):
         writer.write_generation(3, {"guided": df.rename(columns={"t2": "t3"})})
     with pytest.raises(QtraitError, match="unknown set"):
         writer.write_generation(3, {"guided_w2": df})
+    with pytest.raises(QtraitError, match=r"needs the set\(s\) \['guided'\]"):
+        writer.write_generation(3, {"probe_w1": df.dropna()})
     assert snapshot(tiny_run) == before
 
 
