@@ -16,13 +16,15 @@ import shutil
 from pathlib import Path
 
 from qtrait.simulate import default_truth, write_simulated_run
+from qtrait.theory.schedules import GuidanceSchedule
 
 HERE = Path(__file__).resolve().parent
 
 #: name -> design of each shipped example run
 EXAMPLES = {
     "chain_042": dict(generations=10, images=300, probe_w1=40, probe_uncond=40,
-                      cfg_scale=3.0, anchor="base", concepts=("cat", "dog"), seed=42),
+                      guidance=GuidanceSchedule("constant", 3.0), anchor="base",
+                      concepts=("cat", "dog"), seed=42),
 }
 
 

@@ -48,11 +48,9 @@ class Problem:
 class InvalidInputError(QtraitError):
     """Raised when a run or a table fails validation; carries every problem found."""
 
-    def __init__(self, what: str, problems: list[Problem]):
+    def __init__(self, what: str, problems: list[Problem], hint: str | None = None):
         errors = [p for p in problems if p.severity == "error"]
         lines = "\n".join(p.format() for p in problems)
-        super().__init__(
-            f"{what}: {len(errors)} problem(s)\n{lines}",
-            hint="run `qtrait validate` on the run for the full list; nothing was modified",
-        )
+        super().__init__(f"{what}: {len(errors)} problem(s), one per line\n{lines}",
+                         hint=hint or "nothing was modified")
         self.problems = problems

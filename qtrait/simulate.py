@@ -1,19 +1,26 @@
 """Forward simulation of a Chain of Diffusion with known truth (numpy only).
 
-Each generation follows the generation map of theory.md section 2, per trait and per
-concept: inheritance from the *observed* moments of the previous guided set (so the
-finite-sample error of the guided set is the drift), the CFG tilt as selection, and
-mutation variance added at sampling time. Generation 0's guided set is the "real data";
-its probes come from the base model. The output is a run directory whose manifest
-records the true parameters and the latent (generating) moments of every generation.
+Each generation applies the generation map of :mod:`qtrait.theory.generation` per trait
+and concept, fed with the *observed* moments of the previous guided set (so the
+finite-sample error of the guided set is the drift, theory.md 2.6), and draws the sample
+sets from the moments it produces:
 
-This module is also qtrait's public source of synthetic data for users' and its own
-tests (like ``arviz.testing``).
+* ``guided``: the selected set (next generation's training data), with mutation;
+* ``probe_w1`` and ``probe_uncond``: the finetuned model sampled at w = 1 and with the
+  empty prompt (for ``breeder``, which has no selection/inheritance split, no probes);
+* generation 0: the guided set is the real data D_0; its probes come from the base model.
+
+The run directory's manifest records the true parameters, the generating (latent) moments
+of every generation and the realised true horizon: the first generation at which those
+moments cross the collapse criteria (theory.md section 3), censored at T_max.
+
+This module is also qtrait's public source of synthetic data for users' and its own tests.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import dataclasses
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +28,12 @@ import numpy as np
 import pandas as pd
 
 from .rundir import RunWriter, make_manifest
-from .theory import inherit, tilt
+from .theory.generation import Generation0, MapParams, generation0_probes, generation_step
+from .theory.horizon import REASONS, Criteria, run_horizon, trait_horizons
+from .theory.schedules import GuidanceSchedule, NoiseSchedule, Sampler
+
+LATENT_KEYS = ("guided_mean", "guided_var", "learned_mean", "learned_var", "uncond_mean",
+               "uncond_var")
 
 
 @dataclass(frozen=True)
@@ -34,26 +46,73 @@ class TraitTruth:
     var0: float = 1.0           # variance of the real data D_0
     m_base: float = 0.0         # base model's conditional mean (w = 1)
     v_base: float = 1.0         # base model's conditional variance
-    m_uncond: float = -1.0      # unconditional mean (frozen branch)
-    v_uncond: float = 2.0       # unconditional variance
+    m_uncond: float = -1.0      # base model's unconditional mean
+    v_uncond: float = 2.0       # base model's unconditional variance
     v_mut: float = 0.0          # mutation variance added at sampling time
     learn_sd: float = 0.0       # learning noise of finetuning on the learned mean
+    learn_sd_logvar: float = 0.0  # ... and on the learned log variance
+    lam: float = 0.9            # breeder only: variance factor lambda
+    gamma: float = 0.0          # breeder only: exaggeration rate
+    center: float | None = None  # breeder only: centre (default m_uncond)
 
 
 @dataclass(frozen=True)
 class ChainTruth:
-    """Design and true parameters of a simulated chain (model: tilt selection)."""
+    """Design and true parameters of a simulated chain."""
 
     traits: tuple[TraitTruth, ...]
+    model: str = "tilt"
     generations: int = 10
     images: int = 500
     probe_w1: int = 64
     probe_uncond: int = 64
-    cfg_scale: float = 3.0
+    guidance: GuidanceSchedule = field(default_factory=lambda: GuidanceSchedule("constant",
+                                                                                 3.0))
+    sampler: Sampler = field(default_factory=Sampler)
+    rho: float = 0.0
+    p_drop: float = 0.0
     anchor: str = "base"
+    mixture: bool = False
     concepts: tuple[str, ...] = ("all",)
+    trait_correlation: float = 0.0
+    criteria: Criteria = field(default_factory=Criteria)
     seed: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.generations < 1:
+            raise ValueError("generations must be >= 1")
+        if self.images < 2:
+            raise ValueError("images must be >= 2 (a variance needs two values)")
+        for n in (self.probe_w1, self.probe_uncond):
+            if n == 1 or n < 0:
+                raise ValueError("probe sizes must be 0 or >= 2")
+        names = [t.name for t in self.traits]
+        if not names or len(set(names)) != len(names):
+            raise ValueError("traits need distinct names")
+        k = len(self.traits)
+        if k > 1 and not -1.0 / (k - 1) < self.trait_correlation < 1.0:
+            raise ValueError(f"trait_correlation must be in (-1/(K-1), 1) = "
+                             f"({-1.0 / (k - 1):.3g}, 1)")
+        self.map_params()  # validates model, anchor, rho, h2, schedule
+
+    @property
+    def cfg_scale(self) -> float:
+        return float(self.guidance.scale)
+
+    def _p(self, name: str) -> np.ndarray:
+        return np.array([getattr(t, name) for t in self.traits], dtype=float)
+
+    def generation0(self) -> Generation0:
+        return Generation0.of(mean0=self._p("mean0"), var0=self._p("var0"),
+                              m_base=self._p("m_base"), v_base=self._p("v_base"),
+                              m_uncond=self._p("m_uncond"), v_uncond=self._p("v_uncond"))
+
+    def map_params(self) -> MapParams:
+        centers = [t.m_uncond if t.center is None else t.center for t in self.traits]
+        return MapParams(model=self.model, h2=self._p("h2"), anchor=self.anchor,
+                         guidance=self.guidance, sampler=self.sampler, rho=self.rho,
+                         v_mut=self._p("v_mut"), mixture=self.mixture, lam=self._p("lam"),
+                         gamma=self._p("gamma"), center=np.array(centers, dtype=float))
 
 
 def default_truth(**overrides: Any) -> ChainTruth:
@@ -68,61 +127,108 @@ def default_truth(**overrides: Any) -> ChainTruth:
     return ChainTruth(traits=traits, **overrides)
 
 
+def _draw(rng, mean, var, n, corr_chol):
+    """n samples per concept: mean, var shaped (C, K); returns (C, n, K)."""
+    z = rng.standard_normal((mean.shape[0], n, mean.shape[1])) @ corr_chol.T
+    return mean[:, None, :] + np.sqrt(var)[:, None, :] * z
+
+
 def simulate_tables(truth: ChainTruth) -> tuple[list[dict[str, pd.DataFrame]], dict]:
     """Simulate the per-image tables of every generation.
 
-    Returns ``(tables, latent)`` where ``tables[g][set]`` is a DataFrame (``concept`` and
-    one column per trait) and ``latent`` holds the generating moments per generation,
-    trait and concept (``guided_mean``, ``guided_var``, ``learned_mean``, ``learned_var``).
+    Returns ``(tables, latent)``: ``tables[g][set]`` is a DataFrame (``concept`` and one
+    column per trait); ``latent[key]`` an array (generation, concept, trait) of the
+    generating moments (:data:`LATENT_KEYS`).
     """
     rng = np.random.default_rng(truth.seed)
     K, C = len(truth.traits), len(truth.concepts)
-    p = {f: np.array([getattr(t, f) for t in truth.traits])[None, :].repeat(C, 0)
-         for f in ("h2", "mean0", "var0", "m_base", "v_base", "m_uncond", "v_uncond",
-                   "v_mut", "learn_sd")}
-    w = truth.cfg_scale
-    shape = (truth.generations, C, K)
-    latent = {k: np.full(shape, np.nan) for k in
-              ("guided_mean", "guided_var", "learned_mean", "learned_var")}
+    names = [t.name for t in truth.traits]
+    corr = np.full((K, K), truth.trait_correlation)
+    np.fill_diagonal(corr, 1.0)
+    chol = np.linalg.cholesky(corr)
+    g0 = truth.generation0()
+    params = truth.map_params()
+    tile = lambda a: np.broadcast_to(np.asarray(a, dtype=float), (C, K)).copy()  # noqa: E731
+    latent = {k: np.full((truth.generations, C, K), np.nan) for k in LATENT_KEYS}
+    learn = np.stack([truth._p("learn_sd"), truth._p("learn_sd_logvar")])
     tables: list[dict[str, pd.DataFrame]] = []
+    prev_learned = (tile(g0.m_base), tile(g0.v_base))
     obs_mean = obs_var = None
-    learned_prev = (p["m_base"], p["v_base"])
+    (w1m, w1v), (um, uv) = generation0_probes(g0, params)
     for g in range(truth.generations):
         if g == 0:
-            m, u = p["m_base"], p["v_base"]             # probes come from the base model
-            gm, gv = p["mean0"], p["var0"]               # guided set = the real data
+            sets = {"guided": (tile(g0.mean0), tile(g0.var0), truth.images)}
+            learned, uncond = prev_learned, (tile(g0.m_uncond), tile(g0.v_uncond))
+            probes = ((tile(w1m), tile(w1v)), (tile(um), tile(uv)))
         else:
-            if truth.anchor == "base":
-                anchor_m, anchor_v = p["m_base"], p["v_base"]
-            else:
-                anchor_m, anchor_v = learned_prev
-            m, u = inherit(obs_mean, obs_var, anchor_m, anchor_v, p["h2"])
-            m = m + p["learn_sd"] * rng.standard_normal(m.shape)
-            gm, gv, valid = tilt(m, u, p["m_uncond"], p["v_uncond"], w)
-            if not valid.all():
-                raise ValueError(f"generation {g}: the CFG tilt is invalid for w={w} "
-                                 "(unconditional narrower than conditional)")
-            gv = gv + p["v_mut"]
-        learned_prev = (m, u)
-        latent["guided_mean"][g], latent["guided_var"][g] = gm, gv
-        latent["learned_mean"][g], latent["learned_var"][g] = m, u
-        sets = {"guided": (gm, gv, truth.images), "probe_w1": (m, u, truth.probe_w1),
-                "probe_uncond": (p["m_uncond"], p["v_uncond"], truth.probe_uncond)}
+            noise = (learn[0] * rng.standard_normal((C, K)),
+                     learn[1] * rng.standard_normal((C, K)))
+            r = generation_step(obs_mean, obs_var, prev_learned, g0, params, noise)
+            if not r.valid.all():
+                raise ValueError(
+                    f"generation {g}: the CFG tilt does not exist (the learned conditional "
+                    "is wider than the unconditional: w > u/(u - V_u)); use model 'exact' "
+                    "or a wider unconditional branch")
+            sets = {"guided": (r.guided_mean, r.guided_var, truth.images)}
+            learned, uncond = (r.learned_mean, r.learned_var), (r.uncond_mean, r.uncond_var)
+            probes = ((r.w1_mean, r.w1_var), (r.uncond_probe_mean, r.uncond_probe_var))
+            prev_learned = learned
+        if truth.model != "breeder":
+            sets["probe_w1"] = (*probes[0], truth.probe_w1)
+            sets["probe_uncond"] = (*probes[1], truth.probe_uncond)
+        gm, gv = sets["guided"][0], sets["guided"][1]
+        for key, value in zip(LATENT_KEYS, (gm, gv, *learned, *uncond)):
+            latent[key][g] = value
         gen_tables = {}
         for set_name, (mean, var, n) in sets.items():
             if n == 0:
                 continue
-            z = mean[None] + np.sqrt(var)[None] * rng.standard_normal((n, C, K))
-            rows = z.transpose(1, 0, 2).reshape(C * n, K)
-            df = pd.DataFrame(rows, columns=[t.name for t in truth.traits])
+            z = _draw(rng, tile(mean), tile(var), n, chol).reshape(C * n, K)
+            df = pd.DataFrame(z, columns=names)
             df.insert(0, "concept", np.repeat(truth.concepts, n))
             gen_tables[set_name] = df
-        guided = gen_tables["guided"]
-        grouped = guided.groupby("concept", sort=False)[[t.name for t in truth.traits]]
+        grouped = gen_tables["guided"].groupby("concept", sort=False)[names]
         obs_mean = grouped.mean().loc[list(truth.concepts)].to_numpy()
         obs_var = grouped.var(ddof=1).loc[list(truth.concepts)].to_numpy()
         tables.append(gen_tables)
-    return tables, {k: v.tolist() for k, v in latent.items()}
+    return tables, latent
+
+
+def true_horizon(truth: ChainTruth, latent: dict) -> dict:
+    """The realised horizon: first crossing of the generating moments, censored at T_max
+    (and at the simulated generations: a chain shorter than T_max that has not collapsed
+    reports ``censored_at``)."""
+    crit = truth.criteria
+    m_u = truth._p("m_uncond")
+    mean, var = latent["guided_mean"], latent["guided_var"]
+    t_run, why = run_horizon(mean, var, m_u, crit)
+    t_k, r_k = trait_horizons(mean, var, m_u, crit)
+    per_trait = []
+    for c, concept in enumerate(truth.concepts):
+        for k, t in enumerate(truth.traits):
+            hit = int(t_k[c, k]) > 0
+            per_trait.append({"concept": concept, "trait": t.name,
+                              "t_star": int(t_k[c, k]) if hit else None,
+                              "reason": REASONS[int(r_k[c, k])] if hit else None})
+    return {"criteria": crit.to_dict(), "t_star": t_run, "reason": why,
+            "censored_at": min(crit.t_max, truth.generations - 1), "per_trait": per_trait}
+
+
+def truth_record(truth: ChainTruth, latent: dict) -> dict:
+    def plain(obj):
+        if dataclasses.is_dataclass(obj):
+            return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                    if f.name != "fn"}
+        if isinstance(obj, (list, tuple)):
+            return [plain(v) for v in obj]
+        if isinstance(obj, np.generic):
+            return obj.item()
+        return obj
+
+    return {"model": truth.model, "parameters": plain(truth),
+            "latent": {k: v.tolist() for k, v in latent.items()},
+            "dims": ["generation", "concept", "trait"],
+            "horizon": true_horizon(truth, latent)}
 
 
 def write_simulated_run(out: str | Path, truth: ChainTruth, run_id: str | None = None,
@@ -130,25 +236,33 @@ def write_simulated_run(out: str | Path, truth: ChainTruth, run_id: str | None =
     """Simulate a chain and write it as a run directory; returns its path."""
     out = Path(out)
     tables, latent = simulate_tables(truth)
+    s = truth.sampler
     design = {
         "name": run_id or out.name,
-        "base_model": "simulated",
+        "base_model": f"simulated ({truth.model} model)",
         "dataset": "simulated",
-        "cfg_scale": float(truth.cfg_scale),
-        "cfg_schedule": "constant",
-        "p_drop": 0.0,
+        "cfg_scale": truth.cfg_scale,
+        "cfg_schedule": truth.guidance.kind,
+        "cfg_schedule_params": {"end": truth.guidance.end, "start": truth.guidance.start,
+                                "until": truth.guidance.until},
+        "p_drop": float(truth.p_drop),
         "anchor": truth.anchor,
         "images_per_generation": truth.images * len(truth.concepts),
-        "probe_sizes": {"probe_w1": truth.probe_w1 * len(truth.concepts),
-                        "probe_uncond": truth.probe_uncond * len(truth.concepts)},
+        "probe_sizes": {"probe_w1": 0 if truth.model == "breeder"
+                        else truth.probe_w1 * len(truth.concepts),
+                        "probe_uncond": 0 if truth.model == "breeder"
+                        else truth.probe_uncond * len(truth.concepts)},
+        "sampler": {"scheduler": s.scheduler, "steps": s.steps,
+                    "prediction_type": s.prediction_type,
+                    "timestep_spacing": s.timestep_spacing,
+                    "beta_schedule": s.noise.beta_schedule},
         "seeds": {"run": truth.seed},
         "feature_extractor": "none (simulated traits)",
     }
-    truth_record = {"model": "tilt", "parameters": _jsonable(asdict(truth)),
-                    "latent": latent, "dims": ["generation", "concept", "trait"]}
     manifest = make_manifest(run_id or out.name, design, [t.name for t in truth.traits],
                              producer_name="qtrait.simulate",
-                             basis={"kind": "simulated", "file": None}, truth=truth_record)
+                             basis={"kind": "simulated", "file": None},
+                             truth=truth_record(truth, latent))
     writer = RunWriter.create(out, manifest)
     from tqdm.auto import tqdm
 
@@ -158,11 +272,20 @@ def write_simulated_run(out: str | Path, truth: ChainTruth, run_id: str | None =
     return out
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
+def truth_from_config(cfg: dict[str, Any]) -> ChainTruth:
+    """Build a :class:`ChainTruth` from a config mapping (TOML/JSON; see docs/cli.md)."""
+    cfg = dict(cfg)
+    traits = tuple(TraitTruth(**t) for t in cfg.pop("traits", [{"name": "trait_1"}]))
+    g = cfg.pop("guidance", {})
+    guidance = GuidanceSchedule(kind=g.get("kind", cfg.pop("cfg_schedule", "constant")),
+                                scale=float(g.get("scale", cfg.pop("cfg_scale", 3.0))),
+                                end=float(g.get("end", cfg.pop("cfg_end", 1.0))),
+                                start=float(g.get("start", 0.0)),
+                                until=float(g.get("until", 0.5)))
+    s = cfg.pop("sampler", {})
+    noise = NoiseSchedule(**s.pop("noise", {})) if "noise" in s else NoiseSchedule()
+    sampler = Sampler(noise=noise, **s)
+    crit = Criteria(**cfg.pop("criteria", {}))
+    if "concepts" in cfg:
+        cfg["concepts"] = tuple(cfg["concepts"])
+    return ChainTruth(traits=traits, guidance=guidance, sampler=sampler, criteria=crit, **cfg)

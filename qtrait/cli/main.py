@@ -1,8 +1,9 @@
 """Entry point of the ``qtrait`` command.
 
-Known errors (:class:`qtrait.errors.QtraitError`) become one clear line on stderr and exit
-status 2; set ``QTRAIT_DEBUG=1`` for the traceback. The chain runner's commands (``qtrait
-chain``) live in ``chain_runner`` and are imported only when called, so ``qtrait`` itself
+Known errors (:class:`qtrait.errors.QtraitError`) become clear lines on stderr (one per
+problem for invalid input, then a hint) and exit status 2; set ``QTRAIT_DEBUG=1`` for the
+traceback. The chain runner's commands (``qtrait chain``, coming with the chain-runner
+work) will live in ``chain_runner`` and be imported only when called, so ``qtrait`` itself
 never imports torch.
 """
 

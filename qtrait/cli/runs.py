@@ -11,6 +11,7 @@ import typer
 
 from ..errors import QtraitError
 from ..rundir import SETS, import_table, open_run, validate_run
+from ..rundir.io import atomic_write_bytes
 from ..rundir.migrate_run import migrate_run
 from ..rundir.table import load_meta
 from .common import GENERATIONS_HELP, JSON_HELP, parse_generations, print_json
@@ -52,8 +53,8 @@ def import_cmd(
     fields.update({k: v for k, v in options.items() if v is not None})
     run = import_table(table, out, fields)
     info = {"run": str(run.root), "run_id": run.run_id, "generations": run.generations,
-            "traits": run.traits, "sets": sorted({s for g in run.generations
-                                                  for s in run.sets(g)})}
+            "traits": run.traits,
+            "sets": [s for s in SETS if any(s in run.sets(g) for g in run.generations)]}
     if json_out:
         print_json(info)
     else:
@@ -114,7 +115,8 @@ def summarize_cmd(
     if save:
         folder = opened.output_dir("summaries")
         for name in ("traits", "selection", "heritability", "diversity"):
-            getattr(summary, name).to_csv(folder / f"{name}.csv", index=False)
+            atomic_write_bytes(folder / f"{name}.csv",
+                               getattr(summary, name).to_csv(index=False).encode("utf-8"))
     if json_out:
         print_json(summary.to_dict())
         return
@@ -128,9 +130,13 @@ def format_summary(run, summary) -> str:
     d = run.design
     pct = int(round(summary.ci * 100))
     concepts = sorted(summary.traits["concept"].unique())
+    shown = sorted(summary.traits["generation"].unique())
+    first = shown[0]
+    subset = "" if len(shown) == len(run.generations) else \
+        f"; showing generations {shown[0]}..{shown[-1]}"
     lines = [
         f"run {run.run_id}  (schema {run.schema_version}, {len(run.generations)} generations"
-        f", {len(run.traits)} traits, {len(concepts)} concept(s))",
+        f", {len(run.traits)} traits, {len(concepts)} concept(s){subset})",
         f"design: w = {d.get('cfg_scale')}, schedule {d.get('cfg_schedule')}, "
         f"p_drop = {d.get('p_drop')}, anchor = {d.get('anchor')}",
     ]
@@ -155,9 +161,10 @@ def format_summary(run, summary) -> str:
     m = guided.pivot_table(index="generation", columns="trait", values="mean",
                            aggfunc="median", sort=False)
     v, m = v[run.traits], m[run.traits]
-    lines += ["", f"Guided set: variance relative to generation 0, V_t/V_0{agg}",
+    lines += ["", f"Guided set: variance relative to generation {first}, V_t/V_{first}{agg}",
               (v / v.iloc[0]).round(3).rename_axis("gen").to_string(),
-              "", f"Guided set: mean shift from generation 0 in generation-0 SD units{agg}",
+              "", f"Guided set: mean shift from generation {first} in generation-{first} SD "
+              f"units{agg}",
               ((m - m.iloc[0]) / np.sqrt(v.iloc[0])).round(3).rename_axis("gen").to_string()]
 
     sel = summary.selection

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 import json
@@ -101,6 +102,10 @@ def read_table_bytes(data: bytes) -> pd.DataFrame:
         raise ValueError(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not text.strip():
         raise ValueError("empty file")
+    header = next(csv.reader(io.StringIO(text.split("\n", 1)[0])))
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    if dupes:
+        raise ValueError(f"duplicated column name(s) {dupes}")
     try:
         return pd.read_csv(
             io.StringIO(text),

@@ -8,6 +8,7 @@ for users in ``docs/run-directory.md``; keep the two in step.
 
     RUN/
       manifest.json              design, traits, provenance (schema_version first)
+      manifest.v<N>.json         the schema-N manifest kept by `qtrait migrate`
       trait_basis.npz            optional: the fixed trait basis (F x K) and centre
       generations/
         gen_0000/
@@ -51,6 +52,11 @@ _GEN_RE = re.compile(r"^gen_(-?\d+)$")
 
 def manifest_path(root: Path) -> Path:
     return root / MANIFEST
+
+
+def manifest_backup_path(root: Path, version: int) -> Path:
+    """Where ``qtrait migrate`` keeps the manifest of schema ``version``."""
+    return root / f"manifest.v{version}.json"
 
 
 def basis_path(root: Path) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..errors import QtraitError
 from . import io, layout, migrate
+from .reader import open_run
 
 
 def migrate_run(root: str | Path, dry_run: bool = False) -> str:
@@ -29,9 +30,10 @@ def migrate_run(root: str | Path, dry_run: bool = False) -> str:
         return f"{root}: already at schema version {version}; nothing to do"
     plan = "; ".join(f"{s.from_version} -> {s.from_version + 1}: {s.description}"
                      for s in steps)
+    open_run(root)  # the run must be valid (read through the in-memory upgrade) first
     if dry_run:
         return f"{root}: would migrate {plan}"
-    backup = root / f"manifest.v{version}.json"
+    backup = layout.manifest_backup_path(root, version)
     if not backup.exists():
         io.atomic_write_bytes(backup, path.read_bytes())
     upgraded = migrate.upgrade(raw)

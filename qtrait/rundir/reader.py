@@ -219,7 +219,7 @@ def scan_run(root: str | Path, *, load: bool = True) -> tuple[Run | None, list[P
         if record is None:
             continue
         for p in sorted(gdir.glob("*" + layout.TABLE_SUFFIX)):
-            if p.stem not in layout.SETS:
+            if p.stem not in layout.SETS and not p.name.startswith("."):
                 problems.append(Problem(
                     f"unknown set '{p.stem}' (expected {', '.join(layout.SETS)})",
                     file=layout.relative(root, p), generation=g))
@@ -251,7 +251,8 @@ def scan_run(root: str | Path, *, load: bool = True) -> tuple[Run | None, list[P
                     df = df[list(layout.KEY_COLUMNS) + traits].astype(
                         {t: float for t in traits})
             tables[(g, set_name)] = df
-        other_artifacts = {n for n in record["files"] if not n.endswith(layout.TABLE_SUFFIX)}
+        set_files = {s + layout.TABLE_SUFFIX for s in layout.SETS}
+        other_artifacts = {n for n in record["files"] if n not in set_files}
         for name in sorted(other_artifacts):
             path = gdir / name
             if path.is_file() and io.sha256_file(path) != record["files"][name].get("sha256"):
@@ -290,7 +291,9 @@ def open_run(root: str | Path) -> Run:
     """Open a run for reading; raises InvalidInputError listing every error found."""
     run, problems = scan_run(root)
     if run is None:
-        raise InvalidInputError(f"invalid run directory {root}", problems)
+        raise InvalidInputError(f"invalid run directory {root}", problems,
+                                hint="nothing was modified; `qtrait validate RUN --json` "
+                                     "lists the problems for scripts")
     return run
 
 

@@ -27,7 +27,8 @@ import pandas as pd
 
 from ..errors import InvalidInputError, Problem, QtraitError
 from . import checks, io, layout
-from .manifest import DESIGN_DEFAULTS, check_design, check_trait_names, make_manifest
+from .manifest import (DESIGN_DEFAULTS, REQUIRED_DESIGN, check_design, check_trait_names,
+                       make_manifest)
 from .reader import Run, open_run
 from .writer import RunWriter
 
@@ -175,7 +176,13 @@ def import_table(table: str | Path, out: str | Path, meta: dict[str, Any]) -> Ru
         raise QtraitError(f"{out} already exists and is not empty",
                           hint="choose a new --out folder; runs are never overwritten")
     design, other = split_meta(meta)
-    problems = check_design({**DESIGN_DEFAULTS, **design}, file="--meta/options")
+    # the required fields must be stated, not defaulted: the anchor, for one, decides how
+    # heritability is measured
+    problems = [Problem(f"design field '{f}': missing (required; give it in --meta or as "
+                        f"--{f.replace('_', '-')})", file="--meta/options")
+                for f in REQUIRED_DESIGN if design.get(f) is None]
+    problems += [p for p in check_design({**DESIGN_DEFAULTS, **design}, file="--meta/options")
+                 if "missing (required)" not in p.message]
     df, table_problems = read_long_table(table)
     problems += table_problems
     if problems:
@@ -190,7 +197,7 @@ def import_table(table: str | Path, out: str | Path, meta: dict[str, Any]) -> Ru
     design.setdefault("images_per_generation",
                       int(df[(df["generation"] == 0) & (df["set"] == "guided")].shape[0]))
     manifest = make_manifest(
-        other.get("run_id") or design.get("name") or out.name, design, traits, producer_name="qtrait import",
+        other.get("run_id") or design["name"], design, traits, producer_name="qtrait import",
         axes=axes, basis={"kind": "imported", "file": None, "source": Path(table).name},
         extra=other.get("extra"))
 
@@ -216,5 +223,7 @@ def import_table(table: str | Path, out: str | Path, meta: dict[str, Any]) -> Ru
 
 
 def _probe_sizes(df: pd.DataFrame) -> dict[str, int]:
-    g0 = df[df["generation"] == df["generation"].max()]
-    return {s: int((g0["set"] == s).sum()) for s in layout.SETS[1:]}
+    """The largest probe set of any generation, per probe kind (0 if never present)."""
+    counts = df.groupby(["generation", "set"]).size()
+    return {s: int(counts.xs(s, level="set").max()) if s in counts.index.get_level_values(
+        "set") else 0 for s in layout.SETS[1:]}

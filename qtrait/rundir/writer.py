@@ -80,7 +80,7 @@ class GenerationWriter:
         Write it before the generation completes; it is hashed in the completion record.
         """
         path = layout.artifacts_dir(self.run.root, self.generation) / name
-        if self.dir not in path.resolve().parents:
+        if self.dir.resolve() not in path.resolve().parents:
             raise QtraitError(f"artifact name {name!r} leaves the generation folder")
         path.parent.mkdir(parents=True, exist_ok=True)
         return path

@@ -179,7 +179,7 @@ def test_import_rejects_binary_and_unreadable_tables(cli, tmp_path):
 def test_import_requires_design_fields(cli, tmp_path, table):
     res = cli("import", table[0], "--out", tmp_path / "run", "--name", "x")
     assert res.code == 2
-    assert "design field 'cfg_scale': missing (required)" in res.err
+    assert "design field 'cfg_scale': missing (required" in res.err
     assert not (tmp_path / "run").exists()
 
 
@@ -197,3 +197,27 @@ def test_import_never_touches_an_existing_run(cli, tmp_path, table, meta, tiny_r
     res = cli("import", table[0], "--out", tiny_run, "--meta", meta)
     assert res.code == 2 and "already exists and is not empty" in res.err
     assert snapshot(tiny_run) == before
+
+
+def test_import_requires_the_anchor_explicitly(cli, tmp_path, table):
+    res = cli("import", table[0], "--out", tmp_path / "run", "--name", "x", "--cfg-scale", "3",
+              "--cfg-schedule", "constant", "--p-drop", "0")
+    assert res.code == 2
+    assert "design field 'anchor': missing (required; give it in --meta or as --anchor)" \
+        in res.err
+
+
+def test_import_rejects_duplicated_columns(cli, tmp_path):
+    path = tmp_path / "dup.csv"
+    path.write_text("generation,pc1,pc1\n0,1,2\n0,3,4\n")
+    import_fails(cli, tmp_path, path, "duplicated column name(s) ['pc1']")
+
+
+def test_probe_sizes_are_the_largest_probe_sets(cli, tmp_path, meta):
+    df = long_table(np.random.default_rng(4), sets=("guided", "probe_w1", "probe_uncond"))
+    df = df[~((df.generation == 0) & (df.set != "guided"))]  # no base-model probes
+    path = tmp_path / "t.csv"
+    df.to_csv(path, index=False)
+    assert cli("import", path, "--out", tmp_path / "run", "--meta", meta).code == 0
+    assert open_run(tmp_path / "run").design["probe_sizes"] == {"probe_w1": 20,
+                                                                 "probe_uncond": 20}

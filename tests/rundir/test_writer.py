@@ -135,3 +135,17 @@ def test_output_dirs_are_the_only_places_qtrait_writes(tiny_run):
     with pytest.raises(ValueError, match="unknown output folder"):
         run.output_dir("generations")
     assert open_run(tiny_run).generations == [0, 1, 2]  # output folders don't disturb readers
+
+
+def test_artifacts_with_a_relative_run_path_and_csv_names(tmp_path, cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run = write_tiny_run(tmp_path / "run", generations=1)
+    writer = RunWriter.resume("run")  # relative root
+    with writer.generation(1) as gw:
+        gw.write_set("guided", set_table(np.random.default_rng(0), 4, ["t1", "t2"]))
+        gw.write_artifact("stats.csv", b"a,b\n1,2\n")
+    assert cli("validate", run).code == 0
+    (run / "generations" / "gen_0001" / "artifacts" / "stats.csv").write_bytes(b"a,b\n9,9\n")
+    res = cli("validate", run)
+    assert res.code == 1 and "artifacts/stats.csv, generation 1: changed after completion" \
+        in res.err

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from qtrait.simulate import ChainTruth, TraitTruth, simulate_tables
+from qtrait.theory.schedules import GuidanceSchedule
 from qtrait.stats import array
 
 # wide unconditional branches keep the tilt valid when mutation inflates the variance
@@ -32,7 +33,8 @@ def test_realized_h2_interval_calibration(anchor):
     covered = []
     for seed in range(CHAINS):
         truth = ChainTruth(traits=TRAITS, generations=12, images=400, probe_w1=200,
-                           probe_uncond=0, cfg_scale=1.5, anchor=anchor, seed=seed)
+                           probe_uncond=0, guidance=GuidanceSchedule("constant", 1.5),
+                           anchor=anchor, seed=seed)
         tables, _ = simulate_tables(truth)
         parents = np.array([t["guided"][["a", "b"]].mean().to_numpy() for t in tables])
         learned = np.array([t["probe_w1"][["a", "b"]].mean().to_numpy() for t in tables])

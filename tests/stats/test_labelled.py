@@ -9,6 +9,7 @@ import pytest
 
 from qtrait.rundir import open_run
 from qtrait.simulate import ChainTruth, TraitTruth, write_simulated_run
+from qtrait.theory.schedules import GuidanceSchedule
 from qtrait.stats import summarize
 
 TRAITS = (TraitTruth("a", h2=0.7, m_base=0.0, v_base=1.0, m_uncond=-1.0, v_uncond=2.0,
@@ -19,8 +20,8 @@ H2 = np.array([0.7, 0.9])
 
 
 def simulated(tmp_path, seed, anchor="base", **kw):
-    design = dict(generations=12, images=400, probe_w1=200, probe_uncond=50, cfg_scale=1.5,
-                  anchor=anchor, seed=seed)
+    design = dict(generations=12, images=400, probe_w1=200, probe_uncond=50,
+                  guidance=GuidanceSchedule("constant", 1.5), anchor=anchor, seed=seed)
     design.update(kw)
     return open_run(write_simulated_run(tmp_path / f"{anchor}_{seed}",
                                         ChainTruth(traits=TRAITS, **design)))
@@ -76,7 +77,8 @@ def test_selection_shows_cfg_shrinking_variance(tmp_path):
     V'/u = 1/(w - (w-1) u/V_u) <= 1/(3 - 2/2) = 0.5 (u <= 1), so every interval lies
     below 1, and the selection differential points away from m_u (S > 0 here)."""
     truth = ChainTruth(traits=(TraitTruth("a", h2=0.9, m_uncond=-1.0, v_uncond=2.0),),
-                       generations=4, images=400, probe_w1=200, cfg_scale=3.0, seed=0)
+                       generations=4, images=400, probe_w1=200,
+                       guidance=GuidanceSchedule("constant", 3.0), seed=0)
     sel = summarize(open_run(write_simulated_run(tmp_path / "w3", truth))).selection
     assert sel["generation"].tolist() == [1, 2, 3]  # generation 0's guided set is real data
     assert (sel["var_ratio_hi"] < 1.0).all()
