@@ -15,7 +15,7 @@ import sys
 import typer
 
 from ..errors import QtraitError
-from . import envcmd, runs
+from . import envcmd, runs, simcmd, theorycmd
 
 app = typer.Typer(
     name="qtrait",
@@ -26,6 +26,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 runs.register(app)
+simcmd.register(app)
+theorycmd.register(app)
 envcmd.register(app)
 
 

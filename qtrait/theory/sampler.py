@@ -132,3 +132,25 @@ def sampler_variance_factor(sampler: Sampler, m: float = 0.0, u: float = 1.0,
     """Variance after sampling at w = 1 over the model's variance u: the sampler's own
     variance loss per generation (1 for an exact sampler)."""
     return float(gaussian_cfg_map(m, u, m_uncond, v_uncond, 1.0, sampler)[1] / u)
+
+
+def invert_w1_moments(mean, var, sampler: Sampler | None = None, tol: float = 1e-12,
+                      max_iter: int = 200):
+    """The model moments (m, u) whose unguided samples (w = 1) have the given moments.
+
+    A finite-step sampler does not reproduce the model's variance (it loses some), so a
+    probe's moments are not the model's. At w = 1 only the conditional branch acts, so the
+    inversion is per trait: a fixed-point iteration on m and log u (it converges in a few
+    steps because the map is nearly the identity).
+    """
+    sampler = sampler or Sampler()
+    mean, var = np.broadcast_arrays(np.asarray(mean, dtype=float),
+                                    np.asarray(var, dtype=float))
+    m, u = mean.copy(), var.copy()
+    for _ in range(max_iter):
+        gm, gv = gaussian_cfg_map(m, u, m, u, 1.0, sampler)
+        dm, dlog = mean - gm, np.log(var / gv)
+        m, u = m + dm, u * np.exp(dlog)
+        if np.all(np.abs(dm) < tol) and np.all(np.abs(dlog) < tol):
+            break
+    return m, u

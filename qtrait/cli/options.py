@@ -1,0 +1,77 @@
+"""Options shared by the theory and simulation commands (typer Annotated aliases)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import QtraitError
+from ..theory.horizon import Criteria
+from ..theory.schedules import GuidanceSchedule, NoiseSchedule, Sampler
+
+CfgScale = Annotated[float, typer.Option("--cfg-scale", help="Guidance scale w (at the "
+                                         "start of sampling for a decaying schedule).")]
+CfgSchedule = Annotated[str, typer.Option("--cfg-schedule", help="constant, linear, cosine, "
+                                          "step or interval (over sampling steps).")]
+CfgEnd = Annotated[float, typer.Option("--cfg-end", help="Scale at the end of a linear or "
+                                       "cosine schedule, and outside a step/interval one.")]
+CfgUntil = Annotated[float, typer.Option("--cfg-until", help="Progress (0..1) where a step "
+                                         "or interval schedule ends.")]
+SamplerName = Annotated[str, typer.Option("--sampler", help="ddim (deterministic) or ddpm "
+                                          "(ancestral).")]
+Steps = Annotated[int, typer.Option("--steps", help="Sampling steps.")]
+Spacing = Annotated[str, typer.Option("--spacing", help="Timestep spacing: leading, "
+                                      "linspace, trailing, floor_linspace.")]
+Prediction = Annotated[str, typer.Option("--prediction", help="epsilon or v_prediction.")]
+BetaSchedule = Annotated[str, typer.Option("--betas", help="linear (DDPM, 1e-4..0.02) or "
+                                           "sd (Stable Diffusion's scaled_linear "
+                                           "0.00085..0.012).")]
+Q = Annotated[float, typer.Option("--q", help="Variance collapse: V_t/V_0 < q.")]
+D = Annotated[float, typer.Option("--d", help="Drift: |mu_t - mu_0|/sqrt(V_0) > d.")]
+R = Annotated[float, typer.Option("--r", help="Dilution: |mu_t - m_u| < r |mu_0 - m_u|.")]
+TMax = Annotated[int, typer.Option("--t-max", help="Generations to look ahead (T_max).")]
+Rho = Annotated[Optional[float], typer.Option("--rho", help="Adaptation of the "
+                                              "unconditional branch by condition drop, in "
+                                              "[0, 1] (measured from probes, or assumed).")]
+PDrop = Annotated[float, typer.Option("--p-drop", help="Condition-drop rate of finetuning "
+                                      "(recorded; its effect is rho).")]
+
+
+def make_sampler(name: str, steps: int, spacing: str, prediction: str, betas: str) -> Sampler:
+    try:
+        noise = NoiseSchedule.stable_diffusion() if betas == "sd" else (
+            NoiseSchedule() if betas == "linear" else None)
+        if noise is None:
+            raise ValueError(f"--betas must be 'linear' or 'sd', got {betas!r}")
+        return Sampler(name, steps, noise, prediction, spacing)
+    except ValueError as exc:
+        raise QtraitError(str(exc)) from None
+
+
+def make_guidance(schedule: str, scale: float, end: float, until: float) -> GuidanceSchedule:
+    if schedule == "custom":
+        raise QtraitError("a custom schedule needs a Python function; use the Python API "
+                          "(qtrait.theory.schedules.GuidanceSchedule)")
+    try:
+        return GuidanceSchedule(schedule, scale, end=end, until=until)
+    except ValueError as exc:
+        raise QtraitError(str(exc)) from None
+
+
+def make_criteria(q: float, d: float, r: float, t_max: int) -> Criteria:
+    try:
+        return Criteria(q, d, r, t_max)
+    except ValueError as exc:
+        raise QtraitError(str(exc)) from None
+
+
+def floats(text: str, name: str) -> list[float]:
+    """Parse a comma-separated list of numbers (``1,2.5,7.5``)."""
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise QtraitError(f"{name}: expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise QtraitError(f"{name}: give at least one number")
+    return values

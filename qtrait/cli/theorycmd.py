@@ -1,0 +1,244 @@
+"""``qtrait theory``: closed forms and zero-shot predictions from generation 0."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+import typer
+
+from ..errors import QtraitError
+from ..theory.closed_forms import tilt
+from ..theory.generation import Generation0, MapParams
+from ..theory.horizon import REASONS
+from ..theory.sampler import gaussian_cfg_map, sampler_variance_factor
+from ..theory.zeroshot import (RHO_GRID, Prediction, generation0_from_moments, rho_sweep,
+                               run_trajectory_table, zero_shot)
+from .common import JSON_HELP, print_json
+from .options import (D, Q, R, BetaSchedule, CfgEnd, CfgSchedule, CfgScale, CfgUntil, PDrop,
+                      Prediction as PredictionOpt, Rho, SamplerName, Spacing, Steps, TMax,
+                      floats, make_criteria, make_guidance, make_sampler)
+
+app = typer.Typer(help="Closed forms of the theory and zero-shot collapse predictions.",
+                  no_args_is_help=True)
+
+
+def register(parent: typer.Typer) -> None:
+    parent.add_typer(app, name="theory")
+
+
+def _gen0_from_run(run_path: Path, params: MapParams):
+    from ..rundir import open_run
+
+    run = open_run(run_path)
+    g = run.generations[0]
+    missing = [s for s in ("probe_w1", "probe_uncond") if s not in run.sets(g)]
+    if missing:
+        raise QtraitError(f"zero-shot predictions need the base model's probes at generation "
+                          f"{g}; run {run.run_id} has no {' or '.join(missing)} there",
+                          hint="give the generation-0 moments as options instead")
+    concepts = sorted(run.table(g, "guided")["concept"].unique())
+    stats = {}
+    for s in ("guided", "probe_w1", "probe_uncond"):
+        grouped = run.table(g, s).groupby("concept")[run.traits]
+        stats[s] = (grouped.mean().loc[concepts].to_numpy(),
+                    grouped.var(ddof=1).loc[concepts].to_numpy())
+    g0 = generation0_from_moments(stats["guided"], stats["probe_w1"], stats["probe_uncond"],
+                                  params)
+    return g0, concepts, run.traits
+
+
+def _prediction_json(pred: Prediction, concepts, traits) -> dict:
+    traj = pred.trajectory
+    out = {
+        "horizon": {"t_star": pred.run_t_star, "reason": pred.run_reason,
+                    "invalid_at": pred.invalid_at},
+        "criteria": pred.criteria.to_dict(),
+        "run_trajectory": {k: v.tolist() for k, v in run_trajectory_table(pred).items()},
+    }
+    if traj["guided_mean"].ndim == 1:
+        out["trajectory"] = {"mean": traj["guided_mean"].tolist(),
+                             "var": traj["guided_var"].tolist()}
+    else:
+        out["traits"] = [
+            {"concept": c, "trait": t,
+             "t_star": int(pred.t_star[i, k]) if pred.t_star[i, k] > 0 else None,
+             "reason": pred.trait_reason((i, k)),
+             "mean": traj["guided_mean"][:, i, k].tolist(),
+             "var": traj["guided_var"][:, i, k].tolist()}
+            for i, c in enumerate(concepts) for k, t in enumerate(traits)]
+    return out
+
+
+def _horizon_text(t: int | None, reason: str | None, t_max: int, invalid_at=None) -> str:
+    if invalid_at is not None:
+        return f"the tilt stops existing at generation {invalid_at} (variance grows)"
+    return f"generation {t} ({reason})" if t is not None else f"no collapse within {t_max}"
+
+
+@app.command("horizon")
+def horizon_cmd(
+    run: Optional[Path] = typer.Option(None, "--run", help="Take generation-0 moments from "
+                                       "this run (needs its base-model probes)."),
+    mean0: float = typer.Option(1.0, help="Mean of the real data D_0."),
+    var0: float = typer.Option(0.36, help="Variance of the real data D_0."),
+    m_base: Optional[float] = typer.Option(None, help="Base model's conditional mean "
+                                           "(default: mean0)."),
+    v_base: Optional[float] = typer.Option(None, help="Base model's conditional variance "
+                                           "(default: var0)."),
+    m_uncond: float = typer.Option(0.0, help="Unconditional mean."),
+    v_uncond: float = typer.Option(1.0, help="Unconditional variance."),
+    h2: float = typer.Option(1.0, help="Assumed heritability of finetuning."),
+    anchor: str = typer.Option("base", help="base or previous."),
+    mutation: float = typer.Option(0.0, "--mutation", help="Mutation variance V_m."),
+    model: str = typer.Option("exact", help="exact (sampler map) or tilt."),
+    cfg_scale: CfgScale = 7.5, cfg_schedule: CfgSchedule = "constant", cfg_end: CfgEnd = 1.0,
+    cfg_until: CfgUntil = 0.5, rho: Rho = None, p_drop: PDrop = 0.0,
+    sampler: SamplerName = "ddim", steps: Steps = 50, spacing: Spacing = "leading",
+    prediction: PredictionOpt = "epsilon", betas: BetaSchedule = "linear",
+    q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50,
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Predicted trajectory and collapse horizon from generation 0 (zero-shot).
+
+    Runs the generation map forward on expected moments. With --p-drop > 0 and no --rho,
+    prints the horizon for rho in 0.1, 0.25, 0.5, 0.75 instead of assuming one.
+    """
+    crit = make_criteria(q, d, r, t_max)
+    params = _params(model, h2, anchor, mutation, cfg_scale, cfg_schedule, cfg_end, cfg_until,
+                     rho or 0.0, sampler, steps, spacing, prediction, betas)
+    if run is not None:
+        g0, concepts, traits = _gen0_from_run(run, params)
+    else:
+        g0 = Generation0.of(mean0=mean0, var0=var0,
+                            m_base=mean0 if m_base is None else m_base,
+                            v_base=var0 if v_base is None else v_base,
+                            m_uncond=m_uncond, v_uncond=v_uncond)
+        concepts, traits = ["all"], ["trait"]
+    design = {"model": model, "guidance": params.guidance.describe(),
+              "sampler": f"{sampler} {steps} steps ({spacing}, {prediction})", "h2": h2,
+              "anchor": anchor, "mutation": mutation, "p_drop": p_drop}
+    if p_drop > 0 and rho is None:
+        sweep = rho_sweep(g0, params, crit)
+        if json_out:
+            print_json({"design": design, "rho_unknown": True,
+                        "by_rho": [{"rho": rh, **_prediction_json(p, concepts, traits)}
+                                   for rh, p in sweep]})
+            return
+        typer.echo(f"condition drop planned (p_drop = {p_drop}) but its effect rho is not "
+                   "known: horizons for a range of rho")
+        for rh, p in sweep:
+            typer.echo(f"  rho = {rh:<5} {_horizon_text(p.run_t_star, p.run_reason, t_max, p.invalid_at)}")
+        return
+    design["rho"] = params.rho
+    pred = zero_shot(g0, params, crit)
+    if json_out:
+        print_json({"design": design, **_prediction_json(pred, concepts, traits)})
+        return
+    typer.echo("zero-shot prediction: " + ", ".join(f"{k} {v}" for k, v in design.items()))
+    typer.echo(f"horizon: {_horizon_text(pred.run_t_star, pred.run_reason, t_max, pred.invalid_at)}")
+    traj = pred.trajectory
+    n_show = min(t_max, (pred.run_t_star or t_max) + 3)
+    if traj["guided_mean"].ndim == 1:
+        table = pd.DataFrame({"mean": traj["guided_mean"], "var": traj["guided_var"],
+                              "V/V0": traj["guided_var"] / traj["guided_var"][0]})
+    else:
+        table = pd.DataFrame(run_trajectory_table(pred))
+        per = pd.DataFrame([
+            {"concept": c, "trait": t,
+             "horizon": _horizon_text(int(pred.t_star[i, k]) if pred.t_star[i, k] > 0
+                                      else None, pred.trait_reason((i, k)), t_max)}
+            for i, c in enumerate(concepts) for k, t in enumerate(traits)])
+        typer.echo("per trait:\n" + per.to_string(index=False))
+        typer.echo("run level (worst concept):")
+    typer.echo(table.iloc[: n_show + 1].round(4).rename_axis("gen").to_string())
+
+
+def _params(model, h2, anchor, mutation, cfg_scale, cfg_schedule, cfg_end, cfg_until, rho,
+            sampler, steps, spacing, prediction, betas) -> MapParams:
+    try:
+        return MapParams(model=model, h2=h2, anchor=anchor,
+                         guidance=make_guidance(cfg_schedule, cfg_scale, cfg_end, cfg_until),
+                         sampler=make_sampler(sampler, steps, spacing, prediction, betas),
+                         rho=rho, v_mut=mutation)
+    except ValueError as exc:
+        raise QtraitError(str(exc)) from None
+
+
+@app.command("sweep")
+def sweep_cmd(
+    cfg_scales: str = typer.Option("1,1.5,2,3,5,7.5", help="Comma-separated CFG scales."),
+    schedules: str = typer.Option("constant,linear,cosine", help="Comma-separated "
+                                  "schedules (decaying ones end at --cfg-end)."),
+    within: int = typer.Option(10, help="Answer: which collapse within this many "
+                               "generations?"),
+    mean0: float = typer.Option(1.0), var0: float = typer.Option(0.36),
+    m_uncond: float = typer.Option(0.0), v_uncond: float = typer.Option(1.0),
+    h2: float = typer.Option(1.0), anchor: str = typer.Option("base"),
+    mutation: float = typer.Option(0.0, "--mutation"), rho: Rho = None,
+    cfg_end: CfgEnd = 1.0, cfg_until: CfgUntil = 0.5,
+    sampler: SamplerName = "ddim", steps: Steps = 50, spacing: Spacing = "leading",
+    prediction: PredictionOpt = "epsilon", betas: BetaSchedule = "linear",
+    q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50,
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """Which CFG scales and schedules collapse within N generations? (exact model)"""
+    crit = make_criteria(q, d, r, t_max)
+    g0 = Generation0.of(mean0=mean0, var0=var0, m_base=mean0, v_base=var0,
+                        m_uncond=m_uncond, v_uncond=v_uncond)
+    rows = []
+    for sched in [s.strip() for s in schedules.split(",") if s.strip()]:
+        for w in floats(cfg_scales, "--cfg-scales"):
+            params = _params("exact", h2, anchor, mutation, w, sched, cfg_end, cfg_until,
+                             rho or 0.0, sampler, steps, spacing, prediction, betas)
+            p = zero_shot(g0, params, crit)
+            rows.append({"cfg_scale": w, "schedule": sched, "t_star": p.run_t_star,
+                         "reason": p.run_reason,
+                         "collapses_within": p.run_t_star is not None
+                         and p.run_t_star <= within})
+    if json_out:
+        print_json({"within": within, "criteria": crit.to_dict(), "rows": rows})
+        return
+    df = pd.DataFrame(rows)
+    df["t_star"] = [f"{t}" if t is not None else f">{t_max}" for t in df["t_star"]]
+    df["reason"] = df["reason"].fillna("-")
+    df[f"collapse within {within}"] = np.where(df.pop("collapses_within"), "yes", "no")
+    typer.echo(df.to_string(index=False))
+
+
+@app.command("cfg")
+def cfg_cmd(
+    m: float = typer.Option(1.0, help="Conditional mean."),
+    u: float = typer.Option(0.36, help="Conditional variance."),
+    m_uncond: float = typer.Option(0.0, help="Unconditional mean."),
+    v_uncond: float = typer.Option(1.0, help="Unconditional variance."),
+    cfg_scales: str = typer.Option("0.5,1,2,3,7.5", help="Comma-separated CFG scales."),
+    sampler: SamplerName = "ddim", steps: Steps = 200, spacing: Spacing = "floor_linspace",
+    prediction: PredictionOpt = "epsilon", betas: BetaSchedule = "linear",
+    json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """One CFG step on a Gaussian trait: the exact sampler map against the tilt."""
+    s = make_sampler(sampler, steps, spacing, prediction, betas)
+    if spacing == "floor_linspace":
+        s = type(s)(s.scheduler, s.steps, s.noise, s.prediction_type, s.timestep_spacing,
+                    prev="next")  # theory.md's convention: step to the next listed timestep
+    rows = []
+    for w in floats(cfg_scales, "--cfg-scales"):
+        em, ev = gaussian_cfg_map(m, u, m_uncond, v_uncond, w, s)
+        tm, tv, ok = tilt(m, u, m_uncond, v_uncond, w)
+        rows.append({"w": w, "exact_mean": float(em), "exact_var": float(ev),
+                     "tilt_mean": float(tm) if ok else None,
+                     "tilt_var": float(tv) if ok else None, "tilt_valid": bool(ok)})
+    factor = sampler_variance_factor(s, m, u, m_uncond, v_uncond)
+    if json_out:
+        print_json({"rows": rows, "sampler_variance_factor_w1": factor})
+        return
+    df = pd.DataFrame(rows).drop(columns="tilt_valid")
+    typer.echo(df.to_string(index=False, float_format=lambda x: f"{x:.4g}",
+                            na_rep="invalid"))
+    typer.echo(f"sampler variance factor at w = 1: {factor:.4f} per generation "
+               f"({sampler}, {steps} steps, {spacing})")
+
+

@@ -1,0 +1,85 @@
+"""Zero-shot predictions: the generation map run forward from generation 0 (numpy only).
+
+From generation-0 statistics (the real data's moments and the base model's conditional
+and unconditional moments), an assumed h2, and the planned guidance, schedule and
+condition drop, :func:`zero_shot` iterates the generation map on expected moments and
+reports the trajectory and the horizons of theory.md section 3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .generation import Generation0, MapParams, predict
+from .horizon import REASONS, Criteria, run_horizon, run_statistics, trait_horizons
+from .sampler import invert_w1_moments
+
+#: Adaptations of the unconditional branch reported when condition drop is planned but its
+#: effect rho is not known (theory.md 2.3: rho is measured, never assumed).
+RHO_GRID = (0.1, 0.25, 0.5, 0.75)
+
+
+@dataclass
+class Prediction:
+    """A zero-shot trajectory and its horizons (arrays: generation first, then the shape
+    of the generation-0 inputs, e.g. (concept, trait))."""
+
+    trajectory: dict[str, np.ndarray]
+    t_star: np.ndarray            # per trait, -1 = none within T_max
+    reason: np.ndarray            # index into REASONS, -1 = none
+    run_t_star: int | None
+    run_reason: str | None
+    invalid_at: int | None        # first generation where the tilt stops existing
+    criteria: Criteria
+
+    def trait_reason(self, idx) -> str | None:
+        r = int(self.reason[idx])
+        return REASONS[r] if r >= 0 else None
+
+
+def zero_shot(g0: Generation0, params: MapParams, criteria: Criteria = Criteria()
+              ) -> Prediction:
+    """Run the map forward for ``criteria.t_max`` generations and find the horizons."""
+    traj = predict(g0, params, criteria.t_max)
+    mean, var = traj["guided_mean"], traj["guided_var"]
+    t_star, reason = trait_horizons(mean, var, g0.m_uncond, criteria)
+    if mean.ndim == 1:   # a single trait: run-level = trait-level
+        run_t, run_r = ((int(t_star), REASONS[int(reason)]) if t_star > 0 else (None, None))
+    else:
+        run_t, run_r = run_horizon(mean, var, g0.m_uncond, criteria)
+    invalid = np.flatnonzero(~traj["valid"].reshape(len(mean), -1).all(axis=1))
+    return Prediction(traj, t_star, reason, run_t, run_r,
+                      int(invalid[0]) if len(invalid) else None, criteria)
+
+
+def rho_sweep(g0: Generation0, params: MapParams, criteria: Criteria = Criteria(),
+              rhos=RHO_GRID) -> list[tuple[float, Prediction]]:
+    """Horizons for a range of rho, when condition drop is planned but rho is unknown."""
+    return [(rho, zero_shot(g0, replace(params, rho=rho), criteria)) for rho in rhos]
+
+
+def generation0_from_moments(guided, w1, uncond, params: MapParams) -> Generation0:
+    """Generation 0 from measured moments: ``guided`` = (mean, var) of D_0, ``w1`` and
+    ``uncond`` = the base model's probe moments. For the exact model, the probes' moments
+    are inverted through the sampler at w = 1 to give the model's moments."""
+    (mb, vb), (mu_, vu) = w1, uncond
+    if params.model == "exact":
+        mb, vb = invert_w1_moments(mb, vb, params.sampler)
+        mu_, vu = invert_w1_moments(mu_, vu, params.sampler)
+    return Generation0.of(mean0=guided[0], var0=guided[1], m_base=mb, v_base=vb,
+                          m_uncond=mu_, v_uncond=vu)
+
+
+def run_trajectory_table(pred: Prediction) -> dict[str, np.ndarray]:
+    """Run-level statistics per generation (total variance ratio, Mahalanobis drift, and
+    distance to the unconditional mean), worst concept where there are several."""
+    mean, var = pred.trajectory["guided_mean"], pred.trajectory["guided_var"]
+    m_u = pred.trajectory["uncond_mean"][0]
+    if mean.ndim == 1:
+        mean, var, m_u = mean[:, None], var[:, None], np.atleast_1d(m_u)
+    total, drift, to_u = run_statistics(mean, var, m_u)
+    if total.ndim > 1:   # (generation, concept): report each generation's extreme
+        total, drift, to_u = total.min(axis=1), drift.max(axis=1), to_u.min(axis=1)
+    return {"total_var_ratio": total, "drift": drift, "distance_to_uncond": to_u}
