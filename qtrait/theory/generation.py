@@ -27,6 +27,7 @@ from .sampler import gaussian_cfg_map
 from .schedules import GuidanceSchedule, Sampler
 
 MODELS = ("breeder", "tilt", "exact")
+_TINY = np.finfo(float).tiny
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,10 @@ def generation_step(obs_mean, obs_var, previous_learned: tuple, g0: Generation0,
     for generation 1); it is the anchor when ``anchor = previous``. ``learn_noise`` =
     (delta_mean, delta_log_var) adds the learning noise of finetuning (simulation only).
     """
-    obs_mean, obs_var = np.asarray(obs_mean, dtype=float), np.asarray(obs_var, dtype=float)
+    obs_mean = np.asarray(obs_mean, dtype=float)
+    # a guided set whose images are identical to float precision has s2 = 0; the model
+    # trained on it is degenerate, and the smallest positive double stands in for 0
+    obs_var = np.maximum(np.asarray(obs_var, dtype=float), _TINY)
     if params.model == "breeder":
         center = g0.m_uncond if params.center is None else params.center
         gm = center + (1.0 + np.asarray(params.gamma)) * (obs_mean - center)
