@@ -13,6 +13,7 @@ RUN ?= data/runs/chain_042
 demo: $(DEMO_VENV)/.installed
 	$(DEMO_VENV)/bin/qtrait validate $(RUN)
 	$(DEMO_VENV)/bin/qtrait summarize $(RUN)
+	$(DEMO_VENV)/bin/qtrait theory horizon --run $(RUN) --h2 0.9
 
 $(DEMO_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(DEMO_VENV)

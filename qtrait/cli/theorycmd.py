@@ -10,6 +10,7 @@ import pandas as pd
 import typer
 
 from ..errors import QtraitError
+from ..rundir import open_run
 from ..theory.closed_forms import tilt
 from ..theory.generation import Generation0, MapParams
 from ..theory.horizon import REASONS
@@ -29,10 +30,8 @@ def register(parent: typer.Typer) -> None:
     parent.add_typer(app, name="theory")
 
 
-def _gen0_from_run(run_path: Path, params: MapParams):
-    from ..rundir import open_run
-
-    run = open_run(run_path)
+def _gen0_from_run(run, params: MapParams):
+    """Generation-0 moments of an opened run: guided set, base-model probes."""
     g = run.generations[0]
     missing = [s for s in ("probe_w1", "probe_uncond") if s not in run.sets(g)]
     if missing:
@@ -91,11 +90,21 @@ def horizon_cmd(
     m_uncond: float = typer.Option(0.0, help="Unconditional mean."),
     v_uncond: float = typer.Option(1.0, help="Unconditional variance."),
     h2: float = typer.Option(1.0, help="Assumed heritability of finetuning."),
-    anchor: str = typer.Option("base", help="base or previous."),
+    anchor: Optional[str] = typer.Option(None, help="base or previous (default: the run's "
+                                         "design with --run, else base)."),
     mutation: float = typer.Option(0.0, "--mutation", help="Mutation variance V_m."),
     model: str = typer.Option("exact", help="exact (sampler map) or tilt."),
-    cfg_scale: CfgScale = 7.5, cfg_schedule: CfgSchedule = "constant", cfg_end: CfgEnd = 1.0,
-    cfg_until: CfgUntil = 0.5, rho: Rho = None, p_drop: PDrop = 0.0,
+    cfg_scale: Optional[float] = typer.Option(None, "--cfg-scale", help="Guidance scale w "
+                                              "(default: the run's design with --run, else "
+                                              "7.5)."),
+    cfg_schedule: Optional[str] = typer.Option(None, "--cfg-schedule", help="constant, "
+                                               "linear, cosine, step or interval (default: "
+                                               "the run's design with --run, else "
+                                               "constant)."),
+    cfg_end: CfgEnd = 1.0, cfg_until: CfgUntil = 0.5, rho: Rho = None,
+    p_drop: Optional[float] = typer.Option(None, "--p-drop", help="Condition-drop rate "
+                                           "(default: the run's design with --run, else 0); "
+                                           "its effect is rho."),
     sampler: SamplerName = "ddim", steps: Steps = 50, spacing: Spacing = "leading",
     prediction: PredictionOpt = "epsilon", betas: BetaSchedule = "linear",
     q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50,
@@ -103,14 +112,28 @@ def horizon_cmd(
 ) -> None:
     """Predicted trajectory and collapse horizon from generation 0 (zero-shot).
 
-    Runs the generation map forward on expected moments. With --p-drop > 0 and no --rho,
-    prints the horizon for rho in 0.1, 0.25, 0.5, 0.75 instead of assuming one.
+    Runs the generation map forward on expected moments. With --run, generation-0 moments
+    come from the run and the design (w, schedule, anchor, p_drop) defaults to the run's.
+    With --p-drop > 0 and no --rho, prints the horizon for rho in 0.1, 0.25, 0.5, 0.75
+    instead of assuming one.
     """
     crit = make_criteria(q, d, r, t_max)
+    opened = open_run(run) if run is not None else None
+    design_of_run = opened.design if opened is not None else {}
+
+    def pick(value, field, default):
+        if value is not None:
+            return value
+        return design_of_run.get(field) if design_of_run.get(field) is not None else default
+
+    cfg_scale = float(pick(cfg_scale, "cfg_scale", 7.5))
+    cfg_schedule = pick(cfg_schedule, "cfg_schedule", "constant")
+    anchor = pick(anchor, "anchor", "base")
+    p_drop = float(pick(p_drop, "p_drop", 0.0))
     params = _params(model, h2, anchor, mutation, cfg_scale, cfg_schedule, cfg_end, cfg_until,
                      rho or 0.0, sampler, steps, spacing, prediction, betas)
-    if run is not None:
-        g0, concepts, traits = _gen0_from_run(run, params)
+    if opened is not None:
+        g0, concepts, traits = _gen0_from_run(opened, params)
     else:
         g0 = Generation0.of(mean0=mean0, var0=var0,
                             m_base=mean0 if m_base is None else m_base,
