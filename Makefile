@@ -22,6 +22,7 @@ $(DEMO_VENV)/.installed: pyproject.toml
 
 ## test: install everything (chain runner, sweeps, tests) and run the default test suite
 test: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/ruff check qtrait tests bench analyses data
 	$(TEST_VENV)/bin/python -m pytest -m "not slow"
 
 ## test-slow: the long statistical studies (calibration), marked `slow`

@@ -13,13 +13,11 @@ from ..errors import QtraitError
 from ..rundir import open_run
 from ..theory.closed_forms import tilt
 from ..theory.generation import Generation0, MapParams
-from ..theory.horizon import REASONS
 from ..theory.sampler import gaussian_cfg_map, sampler_variance_factor
-from ..theory.zeroshot import (RHO_GRID, Prediction, generation0_from_moments, rho_sweep,
+from ..theory.zeroshot import (Prediction, generation0_from_moments, rho_sweep,
                                run_trajectory_table, zero_shot)
 from .common import JSON_HELP, print_json
-from .options import (D, Q, R, BetaSchedule, CfgEnd, CfgSchedule, CfgScale, CfgUntil, PDrop,
-                      Prediction as PredictionOpt, Rho, SamplerName, Spacing, Steps, TMax,
+from .options import (D, Q, R, BetaSchedule, CfgEnd, CfgUntil, Prediction as PredictionOpt, Rho, SamplerName, Spacing, Steps, TMax,
                       floats, make_criteria, make_guidance, make_sampler)
 
 app = typer.Typer(help="Closed forms of the theory and zero-shot collapse predictions.",
