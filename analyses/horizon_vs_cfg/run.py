@@ -3,7 +3,8 @@ schedules and several sampler step counts, with the one-generation schedule summ
 (variance ratio, mean shift, w_eff) and a check of the closed-form horizons against
 forward iteration of the map.
 
-Uses only the public API (qtrait.theory.*); deterministic (no random numbers). Writes
+Uses only the public API (qtrait.theory.*); deterministic (no random numbers; the grid
+cells are independent and computed by `workers` processes). Writes
 analyses/horizon_vs_cfg/results.md and the two figures named in config.toml (the tables
 and figures that docs/theory.md quotes).
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import platform
 import time
 import tomllib
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 import qtrait  # noqa: E402
 from qtrait.theory.generation import Generation0, MapParams, predict  # noqa: E402
@@ -38,6 +41,7 @@ ROOT = HERE.parents[1]
 
 SHORT = {"variance": "var", "drift": "drift", "dilution": "dil"}
 MARKERS = {"variance": "o", "drift": "s", "dilution": "D"}
+XTICKS = (0.25, 0.5, 1, 2, 3, 5, 9)
 COLOURS = {"constant": "tab:blue", "linear": "tab:orange", "cosine": "tab:green"}
 
 
@@ -71,26 +75,41 @@ def map_params(cfg: dict, h2, sampler: Sampler, g: GuidanceSchedule) -> MapParam
 
 # --- horizons ---------------------------------------------------------------------------------
 
-def horizon_grid(cfg: dict, sampler: Sampler, crit: Criteria) -> dict:
-    """t*, reason index, V_1/V_0 and the generation-1 mean shift, each shaped
-    (schedule, w, h2, setting). One zero_shot call covers all h2 and settings: its
-    per-trait horizons (Prediction.t_star) are elementwise; for one scalar trait the run
-    horizon is the trait horizon (checked in scalar_check)."""
-    settings, h2s, ws = cfg["settings"], cfg["h2"], cfg["w_grid"]
+def _horizon_task(args) -> tuple:
+    """One (sampler, schedule, w) cell of the grid for all h2 and settings: a single
+    zero_shot call whose per-trait horizons (Prediction.t_star) are elementwise; for one
+    scalar trait the run horizon is the trait horizon (checked in scalar_check)."""
+    cfg, key, spec, i, j = args
+    settings, h2s = cfg["settings"], cfg["h2"]
     g0 = generation0(settings, len(h2s))
     h2 = np.array(h2s, dtype=float)[:, None]
-    shape = (len(cfg["schedules"]), len(ws), len(h2s), len(settings))
-    out = {"t": np.full(shape, -1), "reason": np.full(shape, -1),
-           "v1_ratio": np.full(shape, np.nan), "shift1": np.full(shape, np.nan)}
-    for i, kind in enumerate(cfg["schedules"]):
-        for j, w in enumerate(ws):
-            p = zero_shot(g0, map_params(cfg, h2, sampler, guidance(kind, w, cfg["schedule_end"])),
-                          crit)
-            gm, gv = p.trajectory["guided_mean"], p.trajectory["guided_var"]
-            out["t"][i, j], out["reason"][i, j] = p.t_star, p.reason
-            out["v1_ratio"][i, j] = gv[1] / gv[0]
-            out["shift1"][i, j] = (gm[1] - gm[0]) / np.sqrt(gv[0])
-    return out
+    g = guidance(cfg["schedules"][i], cfg["w_grid"][j], cfg["schedule_end"])
+    p = zero_shot(g0, map_params(cfg, h2, make_sampler(spec), g), Criteria(**cfg["criteria"]))
+    gm, gv = p.trajectory["guided_mean"], p.trajectory["guided_var"]
+    return key, i, j, p.t_star, p.reason, gv[1] / gv[0], (gm[1] - gm[0]) / np.sqrt(gv[0])
+
+
+def horizon_grids(cfg: dict, specs: dict[str, dict], pool) -> dict[str, dict]:
+    """Per sampler: t*, reason index, V_1/V_0 and the generation-1 mean shift, each shaped
+    (schedule, w, h2, setting)."""
+    shape = (len(cfg["schedules"]), len(cfg["w_grid"]), len(cfg["h2"]), len(cfg["settings"]))
+    grids = {key: {"t": np.full(shape, -1), "reason": np.full(shape, -1),
+                   "v1_ratio": np.full(shape, np.nan), "shift1": np.full(shape, np.nan)}
+             for key in specs}
+    tasks = [(cfg, key, spec, i, j) for key, spec in specs.items()
+             for i in range(shape[0]) for j in range(shape[1])]
+    for key, i, j, t, reason, v1, shift1 in pool.map(_horizon_task, tasks, chunksize=4):
+        g = grids[key]
+        g["t"][i, j], g["reason"][i, j], g["v1_ratio"][i, j], g["shift1"][i, j] = (
+            t, reason, v1, shift1)
+    return grids
+
+
+def _summary_task(args):
+    cfg, spec, st, kind, w = args
+    return (st["name"], kind, w), summarize_schedule(
+        guidance(kind, w, cfg["schedule_end"]), st["mean0"], st["var0"], st["m_uncond"],
+        st["v_uncond"], make_sampler(spec))
 
 
 def scalar_check(cfg: dict, sampler: Sampler, crit: Criteria, grid: dict) -> int:
@@ -99,7 +118,7 @@ def scalar_check(cfg: dict, sampler: Sampler, crit: Criteria, grid: dict) -> int
     ws = cfg["w_grid"]
     n = 0
     for i, kind in enumerate(cfg["schedules"]):
-        for j in range(0, len(ws), 4):
+        for j in range(0, len(ws), 6):
             for k, h2 in enumerate(cfg["h2"]):
                 for s_idx, s in enumerate(cfg["settings"]):
                     g0 = Generation0.of(mean0=s["mean0"], var0=s["var0"], m_base=s["mean0"],
@@ -204,7 +223,7 @@ def horizon_figure(cfg, grids, crit, path: Path) -> None:
     rows = [(k, s) for s in range(len(settings)) for k in range(len(h2s))]
     t_cens = crit.t_max * 1.45
     jitter = dict(zip(cfg["schedules"], (0.93, 1.0, 1.075)))
-    fig, axes = plt.subplots(len(rows), len(names), figsize=(12.5, 3.0 * len(rows) + 1.2),
+    fig, axes = plt.subplots(len(rows), len(names), figsize=(12, 2.8 * len(rows) + 1.3),
                              sharex=True, sharey=True)
     axes = np.atleast_2d(axes)
     for r, (k, s) in enumerate(rows):
@@ -225,19 +244,20 @@ def horizon_figure(cfg, grids, crit, path: Path) -> None:
                 sel = t <= 0
                 ax.plot(ws[sel], y[sel], ls="none", marker="^", ms=6, mfc="white",
                         color=COLOURS[kind])
+            ax.set_xscale("log")
+            ax.set_xticks(XTICKS)
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
             ax.set_yscale("log")
             ax.set_ylim(0.8, t_cens * 1.3)
             ticks = [1, 2, 5, 10, 20, crit.t_max, t_cens]
             ax.set_yticks(ticks)
             ax.set_yticklabels([f"{x:g}" for x in ticks[:-1]] + [f">{crit.t_max}"])
             ax.minorticks_off()
-            ax.grid(True, which="major", color="0.92", lw=0.6)
+            ax.grid(True, which="major", color="0.9", lw=0.6)
             ax.set_title(f"{st['name']}: u = {st['var0']:g}, h\u00b2 = {h2s[k]:g}; {name}",
                          fontsize=10)
             if c == 0:
                 ax.set_ylabel("predicted horizon t* (generations)")
-            if r == len(rows) - 1:
-                ax.set_xlabel("CFG scale w (start value for decaying schedules)")
     handles = [Line2D([], [], color=COLOURS[k], lw=1.5,
                       label=k if k == "constant" else f"{k} decay to {cfg['schedule_end']:g}")
                for k in cfg["schedules"]]
@@ -249,12 +269,14 @@ def horizon_figure(cfg, grids, crit, path: Path) -> None:
                bbox_to_anchor=(0.5, 0.985))
     fig.suptitle("Zero-shot collapse horizon against CFG scale (exact Gaussian sampler map, "
                  "anchor base, no mutation)", y=0.998, fontsize=11)
-    fig.text(0.5, 0.004, "m = 1, m_u = 0, V_u = 1; DDIM, linear betas, floor-linspace "
-             "timesteps. Points of the three schedules are offset vertically by about 7% so "
-             "that equal horizons stay visible; exact values in "
-             "analyses/horizon_vs_cfg/results.md.", ha="center", fontsize=8, color="0.3")
-    fig.tight_layout(rect=(0, 0.015, 1, 0.95))
-    fig.savefig(path, dpi=cfg["figures"]["dpi"])
+    fig.supxlabel("CFG scale w (log scale; for decaying schedules the value at the first "
+                  "step)", y=0.03, fontsize=10)
+    fig.text(0.5, 0.004, "m = 1, m_u = 0, V_u = 1; DDIM on linear betas, floor-linspace "
+             "timesteps. The three schedules are offset vertically by about 7% so that equal "
+             "horizons stay visible;\nexact values in analyses/horizon_vs_cfg/results.md.",
+             ha="center", fontsize=8, color="0.3")
+    fig.tight_layout(rect=(0, 0.04, 1, 0.95))
+    fig.savefig(path, dpi=cfg["figures"]["dpi"], pil_kwargs={"optimize": True})
     plt.close(fig)
 
 
@@ -273,6 +295,8 @@ def summary_figure(cfg, summ, path: Path) -> None:
             axes[s, 1].plot(ws, shift, **kw)
             axes[s, 2].plot(ws, weff, **kw)
         axes[s, 0].set_yscale("log")
+        axes[s, 0].yaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
+        axes[s, 0].yaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
         axes[s, 0].set_ylabel("variance ratio, guided / (w = 1)")
         axes[s, 1].set_ylabel("mean shift (w = 1 sd units)")
         axes[s, 2].set_ylabel("w_eff (constant w, same variance ratio)")
@@ -290,7 +314,7 @@ def summary_figure(cfg, summ, path: Path) -> None:
                  f"({cfg['summary_sampler']}, floor-linspace timesteps; "
                  "qtrait.theory.sampler.summarize_schedule)", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    fig.savefig(path, dpi=cfg["figures"]["dpi"])
+    fig.savefig(path, dpi=cfg["figures"]["dpi"], pil_kwargs={"optimize": True})
     plt.close(fig)
 
 
@@ -305,16 +329,16 @@ def main() -> None:
     check_sampler = make_sampler(check_spec)
     settings, h2s, ws, T = cfg["settings"], cfg["h2"], cfg["w_grid"], crit.t_max
 
-    grids = {name: horizon_grid(cfg, s, crit) for name, s in samplers.items()}
+    specs = {s["name"]: s for s in cfg["samplers"]}
+    summary_spec = specs[cfg["summary_sampler"]]
+    with ProcessPoolExecutor(max_workers=cfg["workers"]) as pool:
+        grids = horizon_grids(cfg, {**specs, check_spec["name"]: check_spec}, pool)
+        summ = dict(pool.map(_summary_task, [(cfg, summary_spec, st, kind, w)
+                                             for st in settings for kind in cfg["schedules"]
+                                             for w in ws], chunksize=5))
+    leading = grids.pop(check_spec["name"])
     first = cfg["samplers"][0]["name"]
     n_scalar = scalar_check(cfg, samplers[first], crit, grids[first])
-    leading = horizon_grid(cfg, check_sampler, crit)
-
-    ss = samplers[cfg["summary_sampler"]]
-    summ = {(st["name"], kind, w): summarize_schedule(
-                guidance(kind, w, cfg["schedule_end"]), st["mean0"], st["var0"],
-                st["m_uncond"], st["v_uncond"], ss)
-            for st in settings for kind in cfg["schedules"] for w in ws}
     weff_err = max(abs(summ[(st["name"], "constant", w)].w_eff - w)
                    for st in settings for w in ws)
 
@@ -414,7 +438,6 @@ def main() -> None:
              "D_0 equals the base model). t* columns repeat the horizon tables.", "",
              f"Constant schedules: w_eff recovers w to within {weff_err:.1e} (root-finding "
              "check).", ""]
-    si = list(samplers).index(cfg["summary_sampler"])  # noqa: F841 (documentation)
     for s_idx, st in enumerate(settings):
         for i, kind in enumerate(cfg["schedules"]):
             title = kind if kind == "constant" else f"{kind} decay to {cfg['schedule_end']:g}"

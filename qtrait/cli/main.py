@@ -27,6 +27,21 @@ app = typer.Typer(
 )
 runs.register(app)
 simcmd.register(app)
+
+
+@app.command("chain", add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def chain_cmd(ctx: typer.Context) -> None:
+    """Run and resume chains: `qtrait chain run CONFIG --out RUN`, `qtrait chain resume
+    RUN` (needs the chain extra; see `qtrait chain --help`)."""
+    try:
+        from chain_runner.cli import main as chain_main
+    except ImportError as exc:
+        raise QtraitError(f"qtrait chain needs the chain runner ({exc.name} is missing)",
+                          hint="pip install 'qtrait[chain]'") from None
+    code = chain_main(list(ctx.args))
+    if code:
+        raise typer.Exit(code)
 theorycmd.register(app)
 envcmd.register(app)
 

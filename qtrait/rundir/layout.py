@@ -19,6 +19,9 @@ for users in ``docs/run-directory.md``; keep the two in step.
           COMPLETE.json          completion record, written last (sha256 of every file)
         gen_0001/ ...
       fits/  reports/  summaries/   qtrait's own outputs (one subfolder each)
+      chain_state/gen_NNNN/      the chain runner's private resume state (training images,
+                                 LoRA weights); not part of the contract, never read by
+                                 qtrait, not shipped with example runs
 """
 
 from __future__ import annotations
@@ -81,6 +84,16 @@ def complete_path(root: Path, generation: int) -> Path:
 
 def artifacts_dir(root: Path, generation: int) -> Path:
     return generation_dir(root, generation) / ARTIFACTS
+
+
+STATE = "chain_state"
+STATE_IMAGES = "guided_images.npz"
+STATE_ADAPTER = "adapter.safetensors"
+
+
+def state_dir(root: Path, generation: int) -> Path:
+    """The chain runner's private resume state of one generation."""
+    return root / STATE / f"gen_{generation:04d}"
 
 
 def output_dir(root: Path, kind: str) -> Path:

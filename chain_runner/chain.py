@@ -1,0 +1,198 @@
+"""The Chain of Diffusion loop: explicit, resumable, atomic per generation.
+
+Generation 0: the real finetuning set D_0 is the guided set; the probes come from the base
+model. Generation t >= 1: a LoRA adapter (fresh on the base for anchor = base, continued
+from generation t-1 for anchor = previous) is finetuned on D_{t-1} with condition drop
+p_drop, then D_t is sampled with the same labels under the guidance schedule, plus a w = 1
+probe and an unconditional probe. Every generation is written through qtrait's run
+directory; the training images and adapter go to the run's private resume state first, so
+a chain killed at any point resumes from its last complete generation and gives the same
+result as an uninterrupted run (per-generation seeds, fixed threads, deterministic ops).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from qtrait.errors import QtraitError
+from qtrait.rundir import RunWriter, make_manifest
+from qtrait.rundir import io as rio
+from qtrait.rundir import layout
+from qtrait.theory.schedules import GuidanceSchedule
+
+from .config import ChainConfig, config_from_dict
+from .traits import fit_basis, project, trait_names
+
+#: Significant digits kept for per-image trait values (far below sampling noise; keeps the
+#: shipped runs small).
+DIGITS = 7
+
+
+def generation_seed(seed: int, generation: int, stream: int) -> int:
+    """Independent, reproducible seeds per (run seed, generation, purpose)."""
+    return int(np.random.SeedSequence([seed, generation, stream]).generate_state(1)[0])
+
+
+def make_backend(config: ChainConfig, progress: bool):
+    if config.backend == "toy":
+        from .toy.backend import ToyBackend
+
+        return ToyBackend(config, progress)
+    raise QtraitError(f"unknown backend {config.backend!r}")
+
+
+def _guidance(config: ChainConfig) -> np.ndarray:
+    d = config.design
+    return GuidanceSchedule(d.cfg_schedule, d.cfg_scale, end=d.cfg_end).values(
+        config.sampler.steps)
+
+
+def _probe_concepts(labels: np.ndarray, n: int) -> np.ndarray:
+    """``n`` probe labels spread evenly over the concepts (each gets n // C or one more)."""
+    classes = np.unique(labels)
+    return np.sort(classes[np.arange(n) % len(classes)])
+
+
+def _probes(backend, net, labels, n_probe: int, config: ChainConfig, g: int) -> dict:
+    """The w = 1 probe (the model's learned conditional) and the unconditional probe (the
+    empty prompt; its images are assigned evenly to the concepts whose statistics they
+    serve, e.g. the distance of a concept's mean to the unconditional mean)."""
+    ones = np.ones(config.sampler.steps)
+    concepts = _probe_concepts(labels, n_probe)
+    w1 = backend.sample(net, concepts, ones, generation_seed(config.seed, g, 3))
+    un = backend.sample(net, np.full(n_probe, backend.null_label), ones,
+                        generation_seed(config.seed, g, 4))
+    return {"probe_w1": (w1, concepts), "probe_uncond": (un, concepts)}
+
+
+def _round(a: np.ndarray) -> np.ndarray:
+    return np.array([float(f"{v:.{DIGITS}g}") for v in a.ravel()]).reshape(a.shape)
+
+
+def _table(backend, images, labels, concepts, basis, names) -> pd.DataFrame:
+    phi, other = backend.features(images, labels)
+    values = np.concatenate([project(phi, concepts, basis), other], axis=1)
+    df = pd.DataFrame(_round(values), columns=names)
+    df.insert(0, "concept", [str(c) for c in concepts])
+    return df
+
+
+def _save_state(root: Path, g: int, images, labels, adapter: bytes | None) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, images=images, labels=labels)
+    rio.atomic_write_bytes(layout.state_dir(root, g) / layout.STATE_IMAGES, buf.getvalue())
+    if adapter is not None:
+        rio.atomic_write_bytes(layout.state_dir(root, g) / layout.STATE_ADAPTER, adapter)
+
+
+def _load_state(root: Path, g: int):
+    path = layout.state_dir(root, g) / layout.STATE_IMAGES
+    if not path.exists():
+        raise QtraitError(f"cannot resume: the resume state of generation {g} is missing "
+                          f"({layout.relative(root, path)})",
+                          hint="example runs ship without resume state; start a new chain")
+    with np.load(path) as z:
+        images, labels = z["images"], z["labels"]
+    adapter = layout.state_dir(root, g) / layout.STATE_ADAPTER
+    return images, labels, (adapter.read_bytes() if adapter.exists() else None)
+
+
+def run_chain(config: ChainConfig, out: str | Path, progress: bool = True) -> Path:
+    """Start a new chain at ``out`` (which must not exist or be empty)."""
+    config.check()
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise QtraitError(f"{out} already exists and is not empty",
+                          hint="use `qtrait chain resume RUN` to continue a chain")
+    backend = make_backend(config, progress)
+    images0, labels0 = backend.real_data()
+    n = len(labels0)
+    n_probe = int(round(config.design.probe_fraction * n / 2))
+    n_concepts = len(np.unique(labels0))
+    if 0 < n_probe < 2 * n_concepts:
+        raise QtraitError(f"design.probe_fraction = {config.design.probe_fraction} gives "
+                          f"{n_probe} probe images per set for {n_concepts} concepts; each "
+                          "concept needs at least 2 (raise it, or set 0 for no probes)")
+    base = backend.base_model()
+    probes = {}
+    if n_probe:
+        probes = _probes(backend, base, labels0, n_probe, config, 0)
+    phi0, _ = backend.features(images0, labels0)
+    phi_u = backend.features(probes["probe_uncond"][0], probes["probe_uncond"][1])[0] \
+        if "probe_uncond" in probes else None
+    basis = fit_basis(phi0, labels0, phi_u, config.traits.pca_axes)
+    names = trait_names(basis) + list(backend.other_traits)
+    d = config.design
+    design = {"name": config.name, **backend.describe(), "cfg_scale": float(d.cfg_scale),
+              "cfg_schedule": d.cfg_schedule, "cfg_schedule_params": {"end": d.cfg_end},
+              "p_drop": float(d.p_drop), "anchor": d.anchor, "images_per_generation": n,
+              "probe_sizes": {"probe_w1": n_probe, "probe_uncond": n_probe},
+              "sampler": {"scheduler": config.sampler.scheduler, "steps": config.sampler.steps,
+                          "prediction_type": "v_prediction"},
+              "seeds": {"run": config.seed, "base": config.base.seed}}
+    manifest = make_manifest(
+        config.name, design, names, producer_name=f"chain_runner ({config.backend})",
+        axes=trait_names(basis),
+        basis={"kind": "pca+concept", "file": layout.BASIS, "k": config.traits.pca_axes,
+               "units": "generation-0 standard deviations"},
+        extra={"chain_config": config.to_dict(), "config_hash": config.hash()},
+        extra_packages=("torch", "diffusers", "peft"))
+    writer = RunWriter.create(out, manifest, basis=basis)
+    _save_state(out, 0, images0, labels0, None)
+    tables = {"guided": _table(backend, images0, labels0, labels0, basis, names)}
+    for s, (imgs, concepts) in probes.items():
+        tables[s] = _table(backend, imgs, concepts, concepts, basis, names)
+    writer.write_generation(0, tables, {"grid.png": backend.grid_png(images0, labels0)})
+    _continue(writer, config, backend, basis, names, progress)
+    return out
+
+
+def resume_chain(run: str | Path, progress: bool = True) -> Path:
+    """Continue a chain from its last complete generation."""
+    writer = RunWriter.resume(run)
+    extra = writer.manifest.get("extra", {})
+    if "chain_config" not in extra:
+        raise QtraitError(f"{run} was not written by the chain runner (no chain config in its "
+                          "manifest)")
+    config = config_from_dict(extra["chain_config"])
+    if not writer.complete_generations:
+        raise QtraitError(f"{run} has no complete generation; start it again")
+    for g in writer.incomplete_generations:
+        writer.discard_incomplete(g)
+    from qtrait.rundir import open_run
+
+    basis = open_run(run).basis()
+    backend = make_backend(config, progress)
+    _continue(writer, config, backend, basis, writer.traits, progress)
+    return Path(run)
+
+
+def _continue(writer: RunWriter, config: ChainConfig, backend, basis, names, progress) -> None:
+    from tqdm.auto import tqdm
+
+    root = writer.root
+    guidance = _guidance(config)
+    start = writer.next_generation
+    n_probe = writer.manifest["design"]["probe_sizes"]["probe_w1"]
+    with tqdm(total=config.generations, initial=start, desc=f"chain {config.name}",
+              disable=not progress) as bar:
+        for g in range(start, config.generations):
+            prev_images, labels, prev_adapter = _load_state(root, g - 1)
+            previous = (backend.load_adapter(prev_adapter)
+                        if config.design.anchor == "previous" and prev_adapter else None)
+            net = backend.finetune(prev_images, labels, generation_seed(config.seed, g, 0),
+                                   previous)
+            images = backend.sample(net, labels, guidance, generation_seed(config.seed, g, 1))
+            tables = {"guided": _table(backend, images, labels, labels, basis, names)}
+            if n_probe:
+                for s, (imgs, concepts) in _probes(backend, net, labels, n_probe, config,
+                                                   g).items():
+                    tables[s] = _table(backend, imgs, concepts, concepts, basis, names)
+            # resume state first, then the generation (completion record last)
+            _save_state(root, g, images, labels, backend.adapter_bytes(net))
+            writer.write_generation(g, tables, {"grid.png": backend.grid_png(images, labels)})
+            bar.update(1)

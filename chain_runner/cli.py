@@ -1,0 +1,55 @@
+"""``qtrait chain``: run and resume chains (imported only when called)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+from .config import load_config
+
+app = typer.Typer(name="chain", help="Run Chains of Diffusion (needs the chain extra).",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+@app.command("run")
+def run_cmd(
+    config: Path = typer.Argument(..., help="Chain config (TOML; see docs/chain.md)."),
+    out: Path = typer.Option(..., "--out", help="New run directory."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="toy (CPU miniature "
+                                          "chain); overrides the config's backend."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Start a chain: generation 0 from the real data, then finetune-and-sample."""
+    import dataclasses
+
+    from .chain import run_chain
+
+    cfg = load_config(config)
+    if backend is not None:
+        cfg = dataclasses.replace(cfg, backend=backend)
+    path = run_chain(cfg, out, progress=not quiet)
+    typer.echo(f"chain complete: {path} ({cfg.generations} generations)")
+
+
+@app.command("resume")
+def resume_cmd(
+    run: Path = typer.Argument(..., help="Run directory of an interrupted chain."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Continue an interrupted chain from its last complete generation."""
+    from .chain import resume_chain
+
+    path = resume_chain(run, progress=not quiet)
+    typer.echo(f"chain complete: {path}")
+
+
+def main(args: list[str]) -> int:
+    """Entry used by ``qtrait chain``; errors propagate to qtrait's handler."""
+    code = app(args=args, prog_name="qtrait chain", standalone_mode=False)
+    return code if isinstance(code, int) else 0
+
+
+__all__ = ["app", "main"]

@@ -1,0 +1,157 @@
+"""The chain configuration: every knob of the design, with defaults (TOML on disk).
+
+See ``docs/chain.md`` for the documented file. Unknown keys are refused (a typo must not
+silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qtrait.errors import QtraitError
+
+
+@dataclass(frozen=True)
+class DesignConfig:
+    cfg_scale: float = 3.0          # guidance scale w (at the start of a decaying schedule)
+    cfg_schedule: str = "constant"  # constant | linear | cosine (over sampling steps)
+    cfg_end: float = 1.0            # scale at the end of a linear/cosine schedule
+    p_drop: float = 0.0             # condition drop in finetuning (ReDiFine part 1)
+    anchor: str = "base"            # base: fresh LoRA on the base each generation
+    probe_fraction: float = 0.25    # probes per generation, as a fraction of N, split evenly
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    scheduler: str = "ddim"         # ddim | ddpm
+    steps: int = 50
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    steps: int = 400
+    batch_size: int = 128
+    learning_rate: float = 1e-3
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """The toy base model ("pretrained" once per machine, cached)."""
+
+    hidden: int = 256
+    train_steps: int = 4000
+    batch_size: int = 256
+    learning_rate: float = 2e-3
+    label_dropout: float = 0.15
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TraitsConfig:
+    pca_axes: int = 8               # K principal axes of the features of D_0
+    classifier_steps: int = 1500    # training steps of the toy feature network (cached)
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    threads: int = 2                # fixed torch thread count (determinism)
+    cache_dir: str = ""             # default: $QTRAIT_CACHE or ~/.cache/qtrait
+
+
+@dataclass(frozen=True)
+class ChainConfig:
+    backend: str = "toy"
+    name: str = "chain"
+    seed: int = 42
+    generations: int = 10           # generations 0..T-1 (0 = the real data)
+    images: int = 0                 # guided images per generation; 0 = all of D_0
+    design: DesignConfig = field(default_factory=DesignConfig)
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    base: BaseConfig = field(default_factory=BaseConfig)
+    traits: TraitsConfig = field(default_factory=TraitsConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def check(self) -> None:
+        d = self.design
+        problems = []
+        if self.backend not in ("toy",):
+            problems.append(f"backend must be 'toy' (the Stable Diffusion backend comes later), "
+                            f"got {self.backend!r}")
+        if self.generations < 1:
+            problems.append("generations must be >= 1")
+        if d.cfg_schedule not in ("constant", "linear", "cosine"):
+            problems.append(f"design.cfg_schedule must be constant, linear or cosine, got "
+                            f"{d.cfg_schedule!r}")
+        if not 0 <= d.p_drop <= 1:
+            problems.append(f"design.p_drop must be in [0, 1], got {d.p_drop}")
+        if d.anchor not in ("base", "previous"):
+            problems.append(f"design.anchor must be base or previous, got {d.anchor!r}")
+        if not 0 <= d.probe_fraction <= 1:
+            problems.append("design.probe_fraction must be in [0, 1]")
+        if d.cfg_scale < 0:
+            problems.append("design.cfg_scale must be >= 0")
+        if self.sampler.scheduler not in ("ddim", "ddpm"):
+            problems.append("sampler.scheduler must be ddim or ddpm")
+        if self.sampler.steps < 1 or self.finetune.steps < 1 or self.base.train_steps < 1:
+            problems.append("step counts must be >= 1")
+        if problems:
+            raise QtraitError("invalid chain config: " + "; ".join(problems))
+
+
+_SECTIONS = {"design": DesignConfig, "sampler": SamplerConfig, "finetune": FinetuneConfig,
+             "base": BaseConfig, "traits": TraitsConfig, "runtime": RuntimeConfig}
+
+
+def config_from_dict(raw: dict[str, Any]) -> ChainConfig:
+    """Build a config from a mapping; unknown keys are errors."""
+    top = {f.name for f in dataclasses.fields(ChainConfig)}
+    unknown = [k for k in raw if k not in top]
+    if unknown:
+        raise QtraitError(f"unknown chain config key(s) {unknown}",
+                          hint=f"known keys: {', '.join(sorted(top))}")
+    kwargs: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _SECTIONS:
+            cls = _SECTIONS[key]
+            if not isinstance(value, dict):
+                raise QtraitError(f"chain config [{key}] must be a table")
+            names = {f.name for f in dataclasses.fields(cls)}
+            bad = [k for k in value if k not in names]
+            if bad:
+                raise QtraitError(f"unknown key(s) {bad} in [{key}]",
+                                  hint=f"known keys: {', '.join(sorted(names))}")
+            kwargs[key] = cls(**value)
+        else:
+            kwargs[key] = value
+    cfg = ChainConfig(**kwargs)
+    cfg.check()
+    return cfg
+
+
+def load_config(path: str | Path) -> ChainConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise QtraitError(f"no such chain config: {path}")
+    try:
+        raw = tomllib.loads(path.read_text("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise QtraitError(f"cannot parse {path}: {exc}") from None
+    try:
+        return config_from_dict(raw)
+    except TypeError as exc:
+        raise QtraitError(f"{path}: {exc}") from None
