@@ -25,7 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
 import qtrait  # noqa: E402
 from qtrait.theory.generation import Generation0, MapParams, predict  # noqa: E402
@@ -295,6 +295,9 @@ def summary_figure(cfg, summ, path: Path) -> None:
             axes[s, 1].plot(ws, shift, **kw)
             axes[s, 2].plot(ws, weff, **kw)
         axes[s, 0].set_yscale("log")
+        lo, hi = axes[s, 0].get_ylim()
+        subs = (1.0,) if hi / lo > 100 else (1.0, 2.0, 5.0)   # label 1-2-5 on short ranges
+        axes[s, 0].yaxis.set_major_locator(LogLocator(base=10, subs=subs))
         axes[s, 0].yaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:g}"))
         axes[s, 0].yaxis.set_minor_formatter(FuncFormatter(lambda x, _: ""))
         axes[s, 0].set_ylabel("variance ratio, guided / (w = 1)")
@@ -326,7 +329,6 @@ def main() -> None:
     crit = Criteria(**cfg["criteria"])
     samplers = {s["name"]: make_sampler(s) for s in cfg["samplers"]}
     check_spec = cfg["spacing_check"]
-    check_sampler = make_sampler(check_spec)
     settings, h2s, ws, T = cfg["settings"], cfg["h2"], cfg["w_grid"], crit.t_max
 
     specs = {s["name"]: s for s in cfg["samplers"]}
@@ -378,7 +380,7 @@ def main() -> None:
              f"(noisiest) step to {cfg['schedule_end']:g} at the last; for w < 1 they rise "
              "to 1.", "",
              f"Software: qtrait {qtrait.__version__}, Python {platform.python_version()}, "
-             f"numpy {np.__version__}.", ""]
+             f"numpy {np.__version__}, matplotlib {matplotlib.__version__}.", ""]
 
     text += ["## Sampler variance factor at w = 1", "",
              "Variance of the unguided samples over the model's variance "
@@ -392,6 +394,22 @@ def main() -> None:
         text.append(f"| {spec['name']} | " + " | ".join(
             f"{sampler_variance_factor(s, st['mean0'], st['var0'], st['m_uncond'], st['v_uncond']):.4f}"
             for st in settings) + " |")
+    text += ["", "Against the step count, DDIM with: `floor_linspace` stepping to the next "
+             "listed timestep (as above); `floor_linspace` with DDIM's default step to "
+             "t - T // steps (`stride`, what `--spacing floor_linspace` gives in `qtrait "
+             "theory horizon`, `theory sweep` and `simulate`); and diffusers' default "
+             "`leading` spacing (also with the stride step):", "",
+             "| steps | " + " | ".join(f"{st['name']} floor_linspace | {st['name']} "
+                                      f"floor_linspace, stride | {st['name']} leading"
+                                      for st in settings) + " |",
+             "|---|" + "---|" * (3 * len(settings))]
+    for n in cfg["factor_steps"]:
+        variants = (Sampler("ddim", n, timestep_spacing="floor_linspace", prev="next"),
+                    Sampler("ddim", n, timestep_spacing="floor_linspace", prev="stride"),
+                    Sampler("ddim", n, timestep_spacing="leading"))
+        text.append(f"| {n} | " + " | ".join(
+            f"{sampler_variance_factor(v, st['mean0'], st['var0'], st['m_uncond'], st['v_uncond']):.4f}"
+            for st in settings for v in variants) + " |")
 
     text += ["", "## Horizons", "",
              f"Cells: t* and the criterion that fired first (var = variance, drift, dil = "
@@ -463,6 +481,7 @@ def main() -> None:
              "and the first invalid generation of `predict(model='tilt')`.", "",
              "| u = V_0 | V_u | w values | collapse/growth/stable | examples | mismatches |",
              "|---|---|---|---|---|---|", *tilt_rows, "",
+             f"{tilt_n - tilt_bad} of {tilt_n} tilt horizons agree.", "",
              f"Breeder model (V_0 = 0.36, mu_0 = 1, centre 0): `breeder_variance_horizon`, "
              f"`breeder_drift_horizon` and `breeder_dilution_horizon` against the first "
              f"crossing of each criterion by `predict(model='breeder')`, over lambda in "

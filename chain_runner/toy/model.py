@@ -16,22 +16,27 @@ from torch import nn
 
 from .data import N_CLASSES, NULL_LABEL
 
-TARGET_MODULES = ["fc_in", "fc1", "fc2", "fc3", "fc_out"]
+TARGET_MODULES = ["fc_in", "fc1", "fc2", "fc3", "fc_out"]  # LoRA on the main path
 NUM_TRAIN_TIMESTEPS = 1000
+CLIP_SAMPLE = False
 
 
 class Denoiser(nn.Module):
     """v-prediction network on the 64 pixels, conditioned on time and class label
-    (label ``NULL_LABEL`` = the empty prompt)."""
+    (label ``NULL_LABEL`` = the empty prompt). The time and label embedding is added to
+    every residual block, so conditioning reaches all depths."""
 
     def __init__(self, hidden: int = 256, dim: int = 64, time_dim: int = 32):
         super().__init__()
-        self.time_dim = time_dim
-        self.label = nn.Embedding(N_CLASSES + 1, 64)
-        self.fc_in = nn.Linear(dim + 64 + time_dim, hidden)
+        self.label = nn.Embedding(N_CLASSES + 1, hidden)
+        self.fc_time = nn.Linear(time_dim, hidden)
+        self.fc_in = nn.Linear(dim, hidden)
         self.fc1 = nn.Linear(hidden, hidden)
         self.fc2 = nn.Linear(hidden, hidden)
         self.fc3 = nn.Linear(hidden, hidden)
+        self.emb1 = nn.Linear(hidden, hidden)
+        self.emb2 = nn.Linear(hidden, hidden)
+        self.emb3 = nn.Linear(hidden, hidden)
         self.fc_out = nn.Linear(hidden, dim)
         half = time_dim // 2
         self.register_buffer("freqs", torch.exp(-math.log(1000.0) * torch.arange(half) / half),
@@ -39,10 +44,12 @@ class Denoiser(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         a = t.float()[:, None] * self.freqs[None]
-        h = torch.cat([x, self.label(label), a.sin(), a.cos()], dim=1)
-        h = nn.functional.silu(self.fc_in(h))
-        for layer in (self.fc1, self.fc2, self.fc3):
-            h = h + nn.functional.silu(layer(h))
+        emb = nn.functional.silu(self.fc_time(torch.cat([a.sin(), a.cos()], dim=1))
+                                 + self.label(label))
+        h = nn.functional.silu(self.fc_in(x) + emb)
+        for layer, proj in ((self.fc1, self.emb1), (self.fc2, self.emb2),
+                            (self.fc3, self.emb3)):
+            h = h + nn.functional.silu(layer(h) + proj(emb))
         return self.fc_out(h)
 
 
@@ -88,7 +95,7 @@ def make_sampler(scheduler: str, steps: int):
     from diffusers import DDIMScheduler, DDPMScheduler
 
     common = dict(num_train_timesteps=NUM_TRAIN_TIMESTEPS, prediction_type="v_prediction",
-                  clip_sample=True)
+                  clip_sample=CLIP_SAMPLE)
     sched = DDIMScheduler(**common) if scheduler == "ddim" else DDPMScheduler(**common)
     sched.set_timesteps(steps)
     return sched
