@@ -11,7 +11,8 @@ import typer
 from .config import load_config
 
 app = typer.Typer(name="chain", help="Run Chains of Diffusion (needs the chain extra).",
-                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
 
 
 @app.command("run")

@@ -225,8 +225,12 @@ def truth_record(truth: ChainTruth, latent: dict) -> dict:
             return obj.item()
         return obj
 
+    def finite_or_none(a: np.ndarray):
+        # the breeder has no learned/unconditional split: those moments are undefined
+        return np.where(np.isfinite(a), a, None).tolist() if np.isnan(a).any() else a.tolist()
+
     return {"model": truth.model, "parameters": plain(truth),
-            "latent": {k: v.tolist() for k, v in latent.items()},
+            "latent": {k: finite_or_none(v) for k, v in latent.items()},
             "dims": ["generation", "concept", "trait"],
             "horizon": true_horizon(truth, latent)}
 
@@ -275,13 +279,23 @@ def write_simulated_run(out: str | Path, truth: ChainTruth, run_id: str | None =
 def truth_from_config(cfg: dict[str, Any]) -> ChainTruth:
     """Build a :class:`ChainTruth` from a config mapping (TOML/JSON; see docs/cli.md)."""
     cfg = dict(cfg)
+    shortcuts = ("cfg_scale", "cfg_schedule", "cfg_end", "cfg_start", "cfg_until")
+    known = {f.name for f in dataclasses.fields(ChainTruth)} | set(shortcuts)
+    unknown = sorted(set(cfg) - known)
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
+    trait_fields = {f.name for f in dataclasses.fields(TraitTruth)}
+    for t in cfg.get("traits", []):
+        bad = sorted(set(t) - trait_fields)
+        if bad:
+            raise ValueError(f"unknown trait key(s) {bad}; known: {', '.join(sorted(trait_fields))}")
     traits = tuple(TraitTruth(**t) for t in cfg.pop("traits", [{"name": "trait_1"}]))
     g = cfg.pop("guidance", {})
     guidance = GuidanceSchedule(kind=g.get("kind", cfg.pop("cfg_schedule", "constant")),
                                 scale=float(g.get("scale", cfg.pop("cfg_scale", 3.0))),
                                 end=float(g.get("end", cfg.pop("cfg_end", 1.0))),
-                                start=float(g.get("start", 0.0)),
-                                until=float(g.get("until", 0.5)))
+                                start=float(g.get("start", cfg.pop("cfg_start", 0.0))),
+                                until=float(g.get("until", cfg.pop("cfg_until", 0.5))))
     s = cfg.pop("sampler", {})
     noise = NoiseSchedule(**s.pop("noise", {})) if "noise" in s else NoiseSchedule()
     sampler = Sampler(noise=noise, **s)

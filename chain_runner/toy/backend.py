@@ -28,7 +28,8 @@ class ToyBackend:
         b = config.base
         base_spec = {"hidden": b.hidden, "steps": b.train_steps, "batch": b.batch_size,
                      "lr": b.learning_rate, "dropout": b.label_dropout, "seed": b.seed,
-                     "threads": config.runtime.threads, "v": 1}
+                     "threads": config.runtime.threads,
+                     "v": model.ARCHITECTURE_VERSION}
         self.base_key = cache.key("toy-base", base_spec)
         self.base_state, self.base_cached = cache.cached_state(directory, self.base_key,
                                                                self._train_base)

@@ -18,6 +18,8 @@ from .data import N_CLASSES, NULL_LABEL
 
 TARGET_MODULES = ["fc_in", "fc1", "fc2", "fc3", "fc_out"]  # LoRA on the main path
 NUM_TRAIN_TIMESTEPS = 1000
+#: Bump when the denoiser or its training changes: cached base models are keyed by it.
+ARCHITECTURE_VERSION = 2
 CLIP_SAMPLE = False
 
 

@@ -18,6 +18,8 @@ CfgEnd = Annotated[float, typer.Option("--cfg-end", help="Scale at the end of a 
                                        "cosine schedule, and outside a step/interval one.")]
 CfgUntil = Annotated[float, typer.Option("--cfg-until", help="Progress (0..1) where a step "
                                          "or interval schedule ends.")]
+CfgStart = Annotated[float, typer.Option("--cfg-start", help="Progress (0..1) where an "
+                                         "interval schedule starts.")]
 SamplerName = Annotated[str, typer.Option("--sampler", help="ddim (deterministic) or ddpm "
                                           "(ancestral).")]
 Steps = Annotated[int, typer.Option("--steps", help="Sampling steps.")]
@@ -49,12 +51,13 @@ def make_sampler(name: str, steps: int, spacing: str, prediction: str, betas: st
         raise QtraitError(str(exc)) from None
 
 
-def make_guidance(schedule: str, scale: float, end: float, until: float) -> GuidanceSchedule:
+def make_guidance(schedule: str, scale: float, end: float, until: float,
+                  start: float = 0.0) -> GuidanceSchedule:
     if schedule == "custom":
         raise QtraitError("a custom schedule needs a Python function; use the Python API "
                           "(qtrait.theory.schedules.GuidanceSchedule)")
     try:
-        return GuidanceSchedule(schedule, scale, end=end, until=until)
+        return GuidanceSchedule(schedule, scale, end=end, start=start, until=until)
     except ValueError as exc:
         raise QtraitError(str(exc)) from None
 

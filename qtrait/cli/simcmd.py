@@ -12,7 +12,8 @@ import typer
 from ..errors import QtraitError
 from ..simulate import ChainTruth, TraitTruth, truth_from_config, write_simulated_run
 from .common import JSON_HELP, print_json
-from .options import (D, Q, R, BetaSchedule, CfgEnd, CfgSchedule, CfgScale, CfgUntil, PDrop,
+from .options import (D, Q, R, BetaSchedule, CfgEnd, CfgSchedule, CfgScale, CfgStart, CfgUntil,
+                      PDrop,
                       Prediction, Rho, SamplerName, Spacing, Steps, TMax, floats,
                       make_criteria, make_guidance, make_sampler)
 
@@ -35,8 +36,8 @@ def _per_trait(text: Optional[str], k: int, name: str) -> list[float] | None:
 def simulate_cmd(
     out: Path = typer.Option(..., "--out", help="New run directory to create."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML or JSON file with the "
-                                          "whole design (see docs/cli.md); options given "
-                                          "on the command line override it."),
+                                          "whole design (see docs/cli.md); the design "
+                                          "options below are then not used."),
     model: str = typer.Option("tilt", help="breeder, tilt or exact."),
     generations: int = typer.Option(10, help="Generations to simulate (0..T-1)."),
     images: int = typer.Option(500, help="Guided images per generation and concept."),
@@ -56,7 +57,8 @@ def simulate_cmd(
     trait_correlation: float = typer.Option(0.0, help="Correlation between traits."),
     anchor: str = typer.Option("base", help="base or previous."),
     cfg_scale: CfgScale = 3.0, cfg_schedule: CfgSchedule = "constant", cfg_end: CfgEnd = 1.0,
-    cfg_until: CfgUntil = 0.5, rho: Rho = None, p_drop: PDrop = 0.0,
+    cfg_until: CfgUntil = 0.5, cfg_start: CfgStart = 0.0, rho: Rho = None,
+    p_drop: PDrop = 0.0,
     sampler: SamplerName = "ddim", steps: Steps = 50, spacing: Spacing = "leading",
     prediction: Prediction = "epsilon", betas: BetaSchedule = "linear",
     q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50,
@@ -85,7 +87,7 @@ def simulate_cmd(
             truth = ChainTruth(
                 traits=trait_list, model=model, generations=generations, images=images,
                 probe_w1=probe_w1, probe_uncond=probe_uncond,
-                guidance=make_guidance(cfg_schedule, cfg_scale, cfg_end, cfg_until),
+                guidance=make_guidance(cfg_schedule, cfg_scale, cfg_end, cfg_until, cfg_start),
                 sampler=make_sampler(sampler, steps, spacing, prediction, betas),
                 rho=rho or 0.0, p_drop=p_drop, anchor=anchor,
                 concepts=tuple(c.strip() for c in concepts.split(",") if c.strip()),

@@ -70,9 +70,12 @@ def _prediction_json(pred: Prediction, concepts, traits) -> dict:
 
 
 def _horizon_text(t: int | None, reason: str | None, t_max: int, invalid_at=None) -> str:
-    if invalid_at is not None:
-        return f"the tilt stops existing at generation {invalid_at} (variance grows)"
-    return f"generation {t} ({reason})" if t is not None else f"no collapse within {t_max}"
+    text = f"generation {t} ({reason})" if t is not None else f"no collapse within {t_max}"
+    if invalid_at is not None and (t is None or invalid_at <= t_max):
+        if t is None:
+            text = "no collapse by the criteria"
+        text += f"; the tilt stops existing at generation {invalid_at} (the variance grows)"
+    return text
 
 
 @app.command("horizon")
@@ -99,12 +102,28 @@ def horizon_cmd(
                                                "linear, cosine, step or interval (default: "
                                                "the run's design with --run, else "
                                                "constant)."),
-    cfg_end: CfgEnd = 1.0, cfg_until: CfgUntil = 0.5, rho: Rho = None,
+    cfg_end: Optional[float] = typer.Option(None, "--cfg-end", help="Scale at the end of a "
+                                            "linear or cosine schedule, and outside a step "
+                                            "one (default: the run's, else 1)."),
+    cfg_until: Optional[float] = typer.Option(None, "--cfg-until", help="Progress (0..1) "
+                                              "where a step schedule ends (default: the "
+                                              "run's, else 0.5)."),
+    rho: Rho = None,
     p_drop: Optional[float] = typer.Option(None, "--p-drop", help="Condition-drop rate "
                                            "(default: the run's design with --run, else 0); "
                                            "its effect is rho."),
-    sampler: SamplerName = "ddim", steps: Steps = 50, spacing: Spacing = "leading",
-    prediction: PredictionOpt = "epsilon", betas: BetaSchedule = "linear",
+    sampler: Optional[str] = typer.Option(None, "--sampler", help="ddim or ddpm (default: "
+                                          "the run's, else ddim)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Sampling steps (default: the "
+                                        "run's, else 50)."),
+    spacing: Optional[str] = typer.Option(None, "--spacing", help="leading, linspace, "
+                                          "trailing or floor_linspace (default: the run's, "
+                                          "else leading)."),
+    prediction: Optional[str] = typer.Option(None, "--prediction", help="epsilon or "
+                                             "v_prediction (default: the run's, else "
+                                             "epsilon)."),
+    betas: Optional[str] = typer.Option(None, "--betas", help="linear or sd (default: the "
+                                        "run's, else linear)."),
     q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50,
     json_out: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -124,6 +143,15 @@ def horizon_cmd(
             return value
         return design_of_run.get(field) if design_of_run.get(field) is not None else default
 
+    run_sampler = design_of_run.get("sampler") or {}
+    run_sched = design_of_run.get("cfg_schedule_params") or {}
+    sampler = sampler or run_sampler.get("scheduler") or "ddim"
+    steps = steps or run_sampler.get("steps") or 50
+    spacing = spacing or run_sampler.get("timestep_spacing") or "leading"
+    prediction = prediction or run_sampler.get("prediction_type") or "epsilon"
+    betas = betas or {"scaled_linear": "sd"}.get(run_sampler.get("beta_schedule"), "linear")
+    cfg_end = cfg_end if cfg_end is not None else float(run_sched.get("end", 1.0))
+    cfg_until = cfg_until if cfg_until is not None else float(run_sched.get("until", 0.5))
     cfg_scale = float(pick(cfg_scale, "cfg_scale", 7.5))
     cfg_schedule = pick(cfg_schedule, "cfg_schedule", "constant")
     anchor = pick(anchor, "anchor", "base")
@@ -162,6 +190,8 @@ def horizon_cmd(
     typer.echo(f"horizon: {_horizon_text(pred.run_t_star, pred.run_reason, t_max, pred.invalid_at)}")
     traj = pred.trajectory
     n_show = min(t_max, (pred.run_t_star or t_max) + 3)
+    if pred.invalid_at is not None:
+        n_show = min(n_show, pred.invalid_at - 1)
     if traj["guided_mean"].ndim == 1:
         table = pd.DataFrame({"mean": traj["guided_mean"], "var": traj["guided_var"],
                               "V/V0": traj["guided_var"] / traj["guided_var"][0]})
@@ -195,10 +225,14 @@ def sweep_cmd(
                                   "schedules (decaying ones end at --cfg-end)."),
     within: int = typer.Option(10, help="Answer: which collapse within this many "
                                "generations?"),
-    mean0: float = typer.Option(1.0), var0: float = typer.Option(0.36),
-    m_uncond: float = typer.Option(0.0), v_uncond: float = typer.Option(1.0),
-    h2: float = typer.Option(1.0), anchor: str = typer.Option("base"),
-    mutation: float = typer.Option(0.0, "--mutation"), rho: Rho = None,
+    mean0: float = typer.Option(1.0, help="Mean of the real data D_0 (= the base model's)."),
+    var0: float = typer.Option(0.36, help="Variance of D_0 (= the base model's)."),
+    m_uncond: float = typer.Option(0.0, help="Unconditional mean."),
+    v_uncond: float = typer.Option(1.0, help="Unconditional variance."),
+    h2: float = typer.Option(1.0, help="Assumed heritability of finetuning."),
+    anchor: str = typer.Option("base", help="base or previous."),
+    mutation: float = typer.Option(0.0, "--mutation", help="Mutation variance V_m."),
+    rho: Rho = None,
     cfg_end: CfgEnd = 1.0, cfg_until: CfgUntil = 0.5,
     sampler: SamplerName = "ddim", steps: Steps = 50, spacing: Spacing = "leading",
     prediction: PredictionOpt = "epsilon", betas: BetaSchedule = "linear",
@@ -223,7 +257,8 @@ def sweep_cmd(
         print_json({"within": within, "criteria": crit.to_dict(), "rows": rows})
         return
     df = pd.DataFrame(rows)
-    df["t_star"] = [f"{t}" if t is not None else f">{t_max}" for t in df["t_star"]]
+    df["t_star"] = [f">{t_max}" if r["t_star"] is None else str(int(r["t_star"]))
+                    for r in rows]
     df["reason"] = df["reason"].fillna("-")
     df[f"collapse within {within}"] = np.where(df.pop("collapses_within"), "yes", "no")
     typer.echo(df.to_string(index=False))
@@ -242,9 +277,6 @@ def cfg_cmd(
 ) -> None:
     """One CFG step on a Gaussian trait: the exact sampler map against the tilt."""
     s = make_sampler(sampler, steps, spacing, prediction, betas)
-    if spacing == "floor_linspace":
-        s = type(s)(s.scheduler, s.steps, s.noise, s.prediction_type, s.timestep_spacing,
-                    prev="next")  # theory.md's convention: step to the next listed timestep
     rows = []
     for w in floats(cfg_scales, "--cfg-scales"):
         em, ev = gaussian_cfg_map(m, u, m_uncond, v_uncond, w, s)

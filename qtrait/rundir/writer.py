@@ -12,6 +12,7 @@ The rules of the contract, enforced here:
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any, Mapping
@@ -145,6 +146,10 @@ class RunWriter:
         problems = check_manifest(manifest)
         if problems:
             raise InvalidInputError("invalid manifest", problems)
+        try:
+            json.dumps(manifest, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise QtraitError(f"the manifest cannot be written as JSON: {exc}") from None
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise QtraitError(f"{root} already exists and is not empty",
                               hint="choose a new --out folder; runs are never overwritten")

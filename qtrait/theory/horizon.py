@@ -108,10 +108,11 @@ def run_horizon(mean, var, m_uncond, criteria: Criteria) -> tuple[int | None, st
     with np.errstate(invalid="ignore"):
         flags = (total < criteria.q, drift > criteria.d, to_u < criteria.r * to_u[0])
     t_star, reason = first_crossing(flags, criteria.t_max)   # per concept
-    hits = [(int(t), REASONS[int(r)]) for t, r in zip(t_star, reason) if t > 0]
+    hits = [(int(t), int(r)) for t, r in zip(t_star, reason) if t > 0]
     if not hits:
         return None, None
-    return min(hits)
+    t, r = min(hits)  # earliest generation; ties by the order variance, drift, dilution
+    return t, REASONS[r]
 
 
 # --- closed forms -------------------------------------------------------------------------
@@ -191,6 +192,11 @@ def tilt_variance_horizon(w: float, v0: float, v_uncond: float, q: float = 0.5,
     * w = 1 or u = V_u: nothing changes.
     """
     a0, au = 1.0 / v0, 1.0 / v_uncond
+    if w < 0:
+        raise ValueError(f"w must be >= 0, got {w}")
+    if w == 0:  # one step lands on the unconditional distribution and stays there
+        t = 1 if v_uncond < q * v0 else None
+        return TiltHorizon(_censor(t, t_max), "collapse" if t else "stable", None)
     if w == 1 or a0 == au:
         return TiltHorizon(None, "stable", None)
     if w < 1:

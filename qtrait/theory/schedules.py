@@ -59,8 +59,9 @@ class Sampler:
     ``timestep_spacing`` follows diffusers (``leading`` with ``steps_offset``, ``linspace``
     (rounded), ``trailing``), plus ``floor_linspace`` = floor(linspace(T-1, 0, steps)),
     the spacing of theory.md's table. Each step goes from a timestep t to a previous one:
-    for ``ddim`` diffusers uses ``t - T // steps`` (``prev="stride"``), for ``ddpm`` the
-    next listed timestep (``prev="next"``); ``prev`` overrides. Below 0 the previous
+    for ``ddim`` diffusers uses ``t - T // steps`` (``prev="stride"``), for ``ddpm`` and
+    for ``floor_linspace`` (theory.md's convention) the next listed timestep
+    (``prev="next"``); ``prev`` overrides. Below 0 the previous
     alpha_bar is 1 (diffusers' ``set_alpha_to_one=True``; DDPM always).
     """
 
@@ -106,7 +107,8 @@ class Sampler:
         where the step adds noise (DDPM with t > 0) else 0.0."""
         ac = self.noise.alphas_cumprod()
         ts = self.timesteps()
-        prev_rule = self.prev or ("stride" if self.scheduler == "ddim" else "next")
+        prev_rule = self.prev or ("stride" if self.scheduler == "ddim"
+                                  and self.timestep_spacing != "floor_linspace" else "next")
         final = 1.0 if (self.set_alpha_to_one or self.scheduler == "ddpm") else ac[0]
         rows = []
         for i, t in enumerate(ts):

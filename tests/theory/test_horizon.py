@@ -121,3 +121,20 @@ def test_trait_and_run_horizons_from_trajectories():
 def test_criteria_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
         Criteria(**kw)
+
+
+def test_run_horizon_breaks_ties_by_reason_priority():
+    crit = Criteria(t_max=10)
+    # concept 0 collapses by variance at t = 2, concept 1 by drift at t = 2
+    var = np.ones((6, 2, 1))
+    var[2:, 0, 0] = 0.1
+    mean = np.zeros((6, 2, 1))
+    mean[2:, 1, 0] = 5.0
+    assert run_horizon(mean, var, np.full((2, 1), -9.0), crit) == (2, "variance")
+
+
+def test_tilt_horizon_at_w0():
+    assert tilt_variance_horizon(0.0, 1.0, 0.2).t_star == 1
+    assert tilt_variance_horizon(0.0, 1.0, 2.0).t_star is None
+    with pytest.raises(ValueError, match="w must be >= 0"):
+        tilt_variance_horizon(-1.0, 1.0, 2.0)

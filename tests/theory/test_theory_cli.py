@@ -6,7 +6,7 @@ import json
 
 from qtrait.rundir import open_run
 from qtrait.simulate import ChainTruth, TraitTruth, write_simulated_run
-from qtrait.theory.schedules import GuidanceSchedule
+from qtrait.theory.schedules import GuidanceSchedule, Sampler
 from tests.helpers import EXAMPLE_RUN
 
 
@@ -87,3 +87,37 @@ def test_theory_sweep_and_cfg(cli):
     assert round(row["exact_mean"], 2) == 1.49 and round(row["tilt_mean"], 2) == 1.22
     res = cli("theory", "cfg", "--cfg-scales", "two")
     assert res.code == 2 and "comma-separated numbers" in res.err
+
+
+def test_simulate_breeder_writes_a_valid_run(cli, tmp_path):
+    out = tmp_path / "breeder"
+    res = cli("simulate", "--out", out, "--model", "breeder", "--generations", "4",
+              "--lambda", "0.7", "--mutation", "0.05", "--json")
+    assert res.code == 0, res.err
+    run = open_run(out)
+    assert run.sets(1) == ["guided"]
+    assert run.manifest["truth"]["latent"]["learned_mean"][1][0][0] is None  # undefined
+
+
+def test_theory_horizon_takes_the_runs_sampler(cli, tmp_path):
+    truth = ChainTruth(traits=(TraitTruth("x", m_base=1.0, v_base=0.36, mean0=1.0,
+                                          var0=0.36, m_uncond=0.0, v_uncond=1.0),),
+                       model="exact", generations=2, images=400, probe_w1=400,
+                       probe_uncond=400, guidance=GuidanceSchedule("constant", 1.2),
+                       sampler=Sampler("ddpm", 20))
+    write_simulated_run(tmp_path / "ddpm", truth)
+    a = json.loads(cli("theory", "horizon", "--run", tmp_path / "ddpm", "--json").out)
+    b = json.loads(cli("theory", "horizon", "--run", tmp_path / "ddpm", "--sampler", "ddpm",
+                       "--steps", "20", "--json").out)
+    c = json.loads(cli("theory", "horizon", "--run", tmp_path / "ddpm", "--steps", "50",
+                       "--json").out)
+    assert a["design"]["sampler"].startswith("ddpm 20 steps")
+    assert a["run_trajectory"] == b["run_trajectory"] != c["run_trajectory"]
+
+
+def test_sweep_text_marks_censored_horizons(cli):
+    res = cli("theory", "sweep", "--cfg-scales", "1,9", "--schedules", "constant",
+              "--t-max", "5", "--steps", "200")
+    lines = res.out.splitlines()
+    assert ">5" in lines[1] and "no" in lines[1]
+    assert lines[2].split()[2] == "1"
