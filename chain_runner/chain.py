@@ -117,6 +117,7 @@ def run_chain(config: ChainConfig, out: str | Path, progress: bool = True) -> Pa
         raise QtraitError(f"design.probe_fraction = {config.design.probe_fraction} gives "
                           f"{n_probe} probe images per set for {n_concepts} concepts; each "
                           "concept needs at least 2 (raise it, or set 0 for no probes)")
+    backend.prepare()
     base = backend.base_model()
     probes = {}
     if n_probe:
@@ -166,7 +167,7 @@ def resume_chain(run: str | Path, progress: bool = True) -> Path:
     from qtrait.rundir import open_run
 
     basis = open_run(run).basis()
-    backend = make_backend(config, progress)
+    backend = make_backend(config, progress).prepare()
     _continue(writer, config, backend, basis, writer.traits, progress)
     return Path(run)
 
@@ -184,15 +185,20 @@ def _continue(writer: RunWriter, config: ChainConfig, backend, basis, names, pro
             prev_images, labels, prev_adapter = _load_state(root, g - 1)
             previous = (backend.load_adapter(prev_adapter)
                         if config.design.anchor == "previous" and prev_adapter else None)
-            net = backend.finetune(prev_images, labels, generation_seed(config.seed, g, 0),
-                                   previous)
-            images = backend.sample(net, labels, guidance, generation_seed(config.seed, g, 1))
-            tables = {"guided": _table(backend, images, labels, labels, basis, names)}
-            if n_probe:
-                for s, (imgs, concepts) in _probes(backend, net, labels, n_probe, config,
-                                                   g).items():
-                    tables[s] = _table(backend, imgs, concepts, concepts, basis, names)
-            # resume state first, then the generation (completion record last)
-            _save_state(root, g, images, labels, backend.adapter_bytes(net))
-            writer.write_generation(g, tables, {"grid.png": backend.grid_png(images, labels)})
+            # the generation's folder exists from here on; its completion record is written
+            # only when the block ends without error (a crash leaves it incomplete, and
+            # resume discards and redoes it)
+            with writer.generation(g) as gw:
+                net = backend.finetune(prev_images, labels,
+                                       generation_seed(config.seed, g, 0), previous)
+                images = backend.sample(net, labels, guidance,
+                                        generation_seed(config.seed, g, 1))
+                gw.write_set("guided", _table(backend, images, labels, labels, basis, names))
+                if n_probe:
+                    for s, (imgs, concepts) in _probes(backend, net, labels, n_probe, config,
+                                                       g).items():
+                        gw.write_set(s, _table(backend, imgs, concepts, concepts, basis,
+                                               names))
+                gw.write_artifact("grid.png", backend.grid_png(images, labels))
+                _save_state(root, g, images, labels, backend.adapter_bytes(net))
             bar.update(1)

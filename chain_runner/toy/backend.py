@@ -22,6 +22,13 @@ class ToyBackend:
     def __init__(self, config: ChainConfig, progress: bool = True):
         self.config = config
         self.progress = progress
+        self.prepared = False
+
+    def prepare(self) -> "ToyBackend":
+        """Load the base model and the feature network, training them once if not cached."""
+        if self.prepared:
+            return self
+        config = self.config
         torch.set_num_threads(config.runtime.threads)
         torch.use_deterministic_algorithms(True)
         directory = cache.cache_dir(config.runtime.cache_dir)
@@ -40,6 +47,8 @@ class ToyBackend:
                                           self._train_classifier)
         self.classifier = feat.DigitNet()
         self.classifier.load_state_dict(cls_state)
+        self.prepared = True
+        return self
 
     # -- one-time training (cached) ---------------------------------------------------------
     def _train_base(self) -> dict:
