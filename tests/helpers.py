@@ -11,7 +11,8 @@ import pandas as pd
 from qtrait.rundir import RunWriter, make_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_RUN = ROOT / "data" / "runs" / "chain_042"
+EXAMPLE_RUN = ROOT / "data" / "runs" / "chain_042"      # a real toy chain (w = 7.5)
+SIM_RUN = ROOT / "data" / "runs" / "sim_tilt_042"       # a simulated run with known truth
 
 DESIGN = {"name": "tiny", "cfg_scale": 3.0, "cfg_schedule": "constant", "p_drop": 0.0,
           "anchor": "base"}

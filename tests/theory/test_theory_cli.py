@@ -7,7 +7,7 @@ import json
 from qtrait.rundir import open_run
 from qtrait.simulate import ChainTruth, TraitTruth, write_simulated_run
 from qtrait.theory.schedules import GuidanceSchedule, Sampler
-from tests.helpers import EXAMPLE_RUN
+from tests.helpers import SIM_RUN
 
 
 def test_simulate_cli_writes_a_valid_run_with_truth(cli, tmp_path):
@@ -61,7 +61,7 @@ def test_theory_horizon_lists_rho_when_condition_drop_is_planned(cli):
 
 
 def test_theory_horizon_from_a_run(cli, tmp_path):
-    res = cli("theory", "horizon", "--run", EXAMPLE_RUN, "--cfg-scale", "3", "--h2", "0.9",
+    res = cli("theory", "horizon", "--run", SIM_RUN, "--cfg-scale", "3", "--h2", "0.9",
               "--json")
     assert res.code == 0, res.err
     out = json.loads(res.out)
