@@ -39,12 +39,23 @@ def _gen0_from_run(run, params: MapParams):
     concepts = sorted(run.table(g, "guided")["concept"].unique())
     stats = {}
     for s in ("guided", "probe_w1", "probe_uncond"):
-        grouped = run.table(g, s).groupby("concept")[run.traits]
-        stats[s] = (grouped.mean().loc[concepts].to_numpy(),
-                    grouped.var(ddof=1).loc[concepts].to_numpy())
-    g0 = generation0_from_moments(stats["guided"], stats["probe_w1"], stats["probe_uncond"],
+        table = run.table(g, s)
+        grouped = table.groupby("concept")[run.traits]
+        # a concept without rows in a probe set uses the pooled probe's moments
+        mean = grouped.mean().reindex(concepts).fillna(table[run.traits].mean())
+        var = grouped.var(ddof=1).reindex(concepts).fillna(table[run.traits].var(ddof=1))
+        stats[s] = (mean.to_numpy(), var.to_numpy())
+    # a trait constant within a concept at generation 0 (e.g. all images classified
+    # correctly) has no variance to lose: it gets no horizon and stays out of the run level
+    degenerate = np.zeros((len(concepts), len(run.traits)), dtype=bool)
+    for _, v in stats.values():
+        degenerate |= ~(v > 0)
+    clean = {s: tuple(np.where(degenerate, np.nan, a) for a in st) for s, st in stats.items()}
+    g0 = generation0_from_moments(clean["guided"], clean["probe_w1"], clean["probe_uncond"],
                                   params)
-    return g0, concepts, run.traits
+    skipped = [f"{concepts[i]}/{run.traits[k]}" for i, k in zip(*np.nonzero(degenerate))]
+    axes = np.array([t in run.axes for t in run.traits])
+    return g0, concepts, run.traits, axes, skipped
 
 
 def _prediction_json(pred: Prediction, concepts, traits) -> dict:
@@ -158,8 +169,9 @@ def horizon_cmd(
     p_drop = float(pick(p_drop, "p_drop", 0.0))
     params = _params(model, h2, anchor, mutation, cfg_scale, cfg_schedule, cfg_end, cfg_until,
                      rho or 0.0, sampler, steps, spacing, prediction, betas)
+    axes, skipped = None, []
     if opened is not None:
-        g0, concepts, traits = _gen0_from_run(opened, params)
+        g0, concepts, traits, axes, skipped = _gen0_from_run(opened, params)
     else:
         g0 = Generation0.of(mean0=mean0, var0=var0,
                             m_base=mean0 if m_base is None else m_base,
@@ -170,7 +182,7 @@ def horizon_cmd(
               "sampler": f"{sampler} {steps} steps ({spacing}, {prediction})", "h2": h2,
               "anchor": anchor, "mutation": mutation, "p_drop": p_drop}
     if p_drop > 0 and rho is None:
-        sweep = rho_sweep(g0, params, crit)
+        sweep = rho_sweep(g0, params, crit, axes=axes)
         if json_out:
             print_json({"design": design, "rho_unknown": True,
                         "by_rho": [{"rho": rh, **_prediction_json(p, concepts, traits)}
@@ -182,14 +194,21 @@ def horizon_cmd(
             typer.echo(f"  rho = {rh:<5} {_horizon_text(p.run_t_star, p.run_reason, t_max, p.invalid_at)}")
         return
     design["rho"] = params.rho
-    pred = zero_shot(g0, params, crit)
+    pred = zero_shot(g0, params, crit, axes=axes)
     if json_out:
-        print_json({"design": design, **_prediction_json(pred, concepts, traits)})
+        print_json({"design": design, "skipped": skipped,
+                    **_prediction_json(pred, concepts, traits)})
         return
+    if skipped:
+        typer.echo(f"no horizon for {len(skipped)} trait(s) constant within a concept at "
+                   f"generation 0: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}")
+    if axes is not None:
+        typer.echo(f"run level over the {int(axes.sum())} trait axes: "
+                   f"{', '.join(t for t, a in zip(traits, axes) if a)}")
     typer.echo("zero-shot prediction: " + ", ".join(f"{k} {v}" for k, v in design.items()))
     typer.echo(f"horizon: {_horizon_text(pred.run_t_star, pred.run_reason, t_max, pred.invalid_at)}")
     traj = pred.trajectory
-    n_show = min(t_max, (pred.run_t_star or t_max) + 3)
+    n_show = min(t_max, (pred.run_t_star or t_max) + 1)
     if pred.invalid_at is not None:
         n_show = min(n_show, pred.invalid_at - 1)
     if traj["guided_mean"].ndim == 1:
@@ -202,6 +221,20 @@ def horizon_cmd(
              "horizon": _horizon_text(int(pred.t_star[i, k]) if pred.t_star[i, k] > 0
                                       else None, pred.trait_reason((i, k)), t_max)}
             for i, c in enumerate(concepts) for k, t in enumerate(traits)])
+        if len(concepts) > 3:   # one line per trait: its earliest concept
+            rows = []
+            for k, t in enumerate(traits):
+                ts = pred.t_star[:, k]
+                hit = ts > 0
+                if hit.any():
+                    i = int(np.argmin(np.where(hit, ts, np.iinfo(np.int64).max)))
+                    text = (f"generation {int(ts[i])} ({pred.trait_reason((i, k))}) first in "
+                            f"concept {concepts[i]}; {int(hit.sum())}/{len(concepts)} "
+                            f"concepts collapse within {t_max}")
+                else:
+                    text = f"no collapse within {t_max} in any concept"
+                rows.append({"trait": t, "horizon": text})
+            per = pd.DataFrame(rows)
         typer.echo("per trait:\n" + per.to_string(index=False))
         typer.echo("run level (worst concept):")
     typer.echo(table.iloc[: n_show + 1].round(4).rename_axis("gen").to_string())

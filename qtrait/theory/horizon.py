@@ -90,9 +90,14 @@ def run_statistics(mean, var, m_uncond):
     (both in the metric of generation 0's variances)."""
     mean, var = np.asarray(mean, dtype=float), np.asarray(var, dtype=float)
     v0 = var[0]
-    total = var.sum(axis=-1) / v0.sum(axis=-1)
-    drift = np.sqrt((((mean - mean[0]) ** 2) / v0).sum(axis=-1))
-    to_uncond = np.sqrt((((mean - np.asarray(m_uncond)) ** 2) / v0).sum(axis=-1))
+    # traits that are NaN at generation 0 (e.g. constant there) are left out of the sums
+    keep = np.isfinite(v0) & np.isfinite(mean[0])
+    w = np.where(keep, 1.0, 0.0)
+    v0s = np.where(keep, v0, 1.0)
+    total = np.nansum(np.where(keep, var, 0.0), axis=-1) / np.sum(np.where(keep, v0, 0.0),
+                                                                    axis=-1)
+    drift = np.sqrt(np.nansum(w * (mean - np.where(keep, mean[0], 0.0)) ** 2 / v0s, axis=-1))
+    to_uncond = np.sqrt(np.nansum(w * (mean - np.asarray(m_uncond)) ** 2 / v0s, axis=-1))
     return total, drift, to_uncond
 
 

@@ -151,6 +151,7 @@ def invert_w1_moments(mean, var, sampler: Sampler | None = None, tol: float = 1e
         gm, gv = gaussian_cfg_map(m, u, m, u, 1.0, sampler)
         dm, dlog = mean - gm, np.log(var / gv)
         m, u = m + dm, u * np.exp(dlog)
-        if np.all(np.abs(dm) < tol) and np.all(np.abs(dlog) < tol):
+        ok = np.isfinite(dm) & np.isfinite(dlog)   # NaN inputs stay NaN
+        if np.all(np.abs(dm[ok]) < tol) and np.all(np.abs(dlog[ok]) < tol):
             break
     return m, u

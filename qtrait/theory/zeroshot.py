@@ -39,25 +39,36 @@ class Prediction:
         return REASONS[r] if r >= 0 else None
 
 
-def zero_shot(g0: Generation0, params: MapParams, criteria: Criteria = Criteria()
-              ) -> Prediction:
-    """Run the map forward for ``criteria.t_max`` generations and find the horizons."""
+def zero_shot(g0: Generation0, params: MapParams, criteria: Criteria = Criteria(),
+              axes: np.ndarray | None = None) -> Prediction:
+    """Run the map forward for ``criteria.t_max`` generations and find the horizons.
+
+    ``axes`` (a boolean mask or indices over the last axis) selects the traits of the
+    run-level statistic (theory.md: the K trait axes); default all. Traits whose
+    generation-0 moments are NaN (e.g. constant there) get no horizon and are left out of
+    the run level.
+    """
     traj = predict(g0, params, criteria.t_max)
     mean, var = traj["guided_mean"], traj["guided_var"]
-    t_star, reason = trait_horizons(mean, var, g0.m_uncond, criteria)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t_star, reason = trait_horizons(mean, var, g0.m_uncond, criteria)
     if mean.ndim == 1:   # a single trait: run-level = trait-level
         run_t, run_r = ((int(t_star), REASONS[int(reason)]) if t_star > 0 else (None, None))
     else:
-        run_t, run_r = run_horizon(mean, var, g0.m_uncond, criteria)
-    invalid = np.flatnonzero(~traj["valid"].reshape(len(mean), -1).all(axis=1))
+        sel = slice(None) if axes is None else axes
+        m_u = np.broadcast_to(g0.m_uncond, mean.shape[1:])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            run_t, run_r = run_horizon(mean[..., sel], var[..., sel], m_u[..., sel], criteria)
+    finite0 = np.isfinite(var[0])
+    invalid = np.flatnonzero(~(traj["valid"] | ~finite0).reshape(len(mean), -1).all(axis=1))
     return Prediction(traj, t_star, reason, run_t, run_r,
                       int(invalid[0]) if len(invalid) else None, criteria)
 
 
 def rho_sweep(g0: Generation0, params: MapParams, criteria: Criteria = Criteria(),
-              rhos=RHO_GRID) -> list[tuple[float, Prediction]]:
+              rhos=RHO_GRID, axes=None) -> list[tuple[float, Prediction]]:
     """Horizons for a range of rho, when condition drop is planned but rho is unknown."""
-    return [(rho, zero_shot(g0, replace(params, rho=rho), criteria)) for rho in rhos]
+    return [(rho, zero_shot(g0, replace(params, rho=rho), criteria, axes)) for rho in rhos]
 
 
 def generation0_from_moments(guided, w1, uncond, params: MapParams) -> Generation0:
