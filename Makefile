@@ -37,10 +37,11 @@ $(TEST_VENV)/.installed: pyproject.toml
 ## bench: benchmarks that print figures (see bench/README.md)
 bench: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python bench/bench_import_summarize.py
+	$(TEST_VENV)/bin/python bench/bench_chain.py
 
-## examples: regenerate the shipped example runs in data/runs
-examples: $(DEMO_VENV)/.installed
-	$(DEMO_VENV)/bin/python data/make_example_runs.py
+## examples: regenerate the shipped example runs in data/runs (the chains need torch)
+examples: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python data/make_example_runs.py
 
 clean:
 	rm -rf $(DEMO_VENV) $(TEST_VENV) build *.egg-info .pytest_cache

@@ -15,35 +15,16 @@ time and peak resident memory. Baselines measured in the same run give the ratio
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from _measure import measure  # noqa: E402  (bench/ is on sys.path when run as a script)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-MEASURE = """
-import json, resource, sys, time
-t0 = time.perf_counter()
-exec(compile(sys.argv[1], "<bench>", "exec"))
-wall = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB -> MiB on Linux
-print("BENCH " + json.dumps({"wall_s": wall, "peak_mib": peak}))
-"""
-
-
-def measure(code: str) -> dict:
-    res = subprocess.run([sys.executable, "-c", MEASURE, code], capture_output=True, text=True,
-                         cwd=ROOT)
-    if res.returncode != 0:
-        raise SystemExit(f"benchmark step failed:\n{res.stderr}")
-    line = [ln for ln in res.stdout.splitlines() if ln.startswith("BENCH ")][-1]
-    return json.loads(line[6:])
 
 
 def make_table(generations: int, images: int, traits: int, seed: int = 0) -> pd.DataFrame:
