@@ -25,7 +25,6 @@ from pathlib import Path
 
 from _measure import measure  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

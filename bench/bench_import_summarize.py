@@ -24,7 +24,6 @@ import pandas as pd
 
 from _measure import measure  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_table(generations: int, images: int, traits: int, seed: int = 0) -> pd.DataFrame:
