@@ -24,7 +24,17 @@ def cache_dir(configured: str = "") -> Path:
 
 
 def key(kind: str, spec: dict[str, Any]) -> str:
-    blob = json.dumps({"kind": kind, **spec}, sort_keys=True).encode()
+    """A cache key from everything that determines a model, including the versions of the
+    libraries whose numerics it depends on."""
+    from importlib import metadata
+
+    versions = {}
+    for pkg in ("torch", "diffusers", "peft"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = None
+    blob = json.dumps({"kind": kind, **spec, "versions": versions}, sort_keys=True).encode()
     return f"{kind}-{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
@@ -38,6 +48,9 @@ def cached_state(directory: Path, name: str,
         return load_file(path), True
     state = {k: v.detach().contiguous() for k, v in train().items()}
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
+    mask = os.umask(0)
+    os.umask(mask)
+    os.fchmod(fd, 0o666 & ~mask)  # shareable like the run files (mkstemp makes 0600)
     os.close(fd)
     try:
         save_file(state, tmp)

@@ -162,6 +162,9 @@ def resume_chain(run: str | Path, progress: bool = True) -> Path:
     config = config_from_dict(extra["chain_config"])
     if not writer.complete_generations:
         raise QtraitError(f"{run} has no complete generation; start it again")
+    if writer.next_generation >= config.generations:
+        return Path(run)  # nothing left to do
+    _load_state(writer.root, writer.next_generation - 1)  # refuse before touching anything
     for g in writer.incomplete_generations:
         writer.discard_incomplete(g)
     from qtrait.rundir import open_run

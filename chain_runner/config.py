@@ -94,6 +94,8 @@ class ChainConfig:
                             f"got {self.backend!r}")
         if self.generations < 1:
             problems.append("generations must be >= 1")
+        if self.images < 0:
+            problems.append("images must be >= 0 (0 = all of D_0)")
         if d.cfg_schedule not in ("constant", "linear", "cosine"):
             problems.append(f"design.cfg_schedule must be constant, linear or cosine, got "
                             f"{d.cfg_schedule!r}")
@@ -135,12 +137,35 @@ def config_from_dict(raw: dict[str, Any]) -> ChainConfig:
             if bad:
                 raise QtraitError(f"unknown key(s) {bad} in [{key}]",
                                   hint=f"known keys: {', '.join(sorted(names))}")
+            _check_types(cls, value, f"[{key}] ")
             kwargs[key] = cls(**value)
         else:
+            _check_types(ChainConfig, {key: value}, "")
             kwargs[key] = value
     cfg = ChainConfig(**kwargs)
     cfg.check()
     return cfg
+
+
+def _check_types(cls, values: dict[str, Any], where: str) -> None:
+    """Each value must have its default's type (an integer is fine for a float)."""
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else None)
+                for f in dataclasses.fields(cls)}
+    for key, value in values.items():
+        default = defaults.get(key)
+        if default is None:
+            continue
+        if isinstance(default, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(default, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            ok = isinstance(value, type(default))
+        if not ok:
+            raise QtraitError(f"chain config {where}{key} must be a {type(default).__name__}, "
+                              f"got {value!r}")
 
 
 def load_config(path: str | Path) -> ChainConfig:

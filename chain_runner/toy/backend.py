@@ -7,6 +7,8 @@ import io
 import numpy as np
 import torch
 
+from qtrait.errors import QtraitError
+
 from .. import cache
 from ..config import ChainConfig
 from . import data, model
@@ -74,13 +76,16 @@ class ToyBackend:
 
     # -- the chain ----------------------------------------------------------------------------
     def describe(self) -> dict:
+        n = len(self.real_data()[1])
         return {"base_model": f"toy MLP denoiser on digits ({self.base_key})",
-                "dataset": "scikit-learn digits, odd-indexed half (899 images)",
+                "dataset": f"scikit-learn digits, odd-indexed half ({n} images used)",
                 "feature_extractor": f"toy CNN on digits, 64 features ({self.classifier_key})"}
 
     def real_data(self) -> tuple[np.ndarray, np.ndarray]:
         x, y = data.load("finetune")
         n = self.config.images or len(x)
+        if n > len(x):
+            raise QtraitError(f"images = {n}, but the digits' finetuning half has {len(x)}")
         if n < len(x):
             idx = np.sort(np.random.default_rng(self.config.seed).choice(len(x), n, False))
             x, y = x[idx], y[idx]

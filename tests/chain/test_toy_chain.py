@@ -181,13 +181,14 @@ def test_anchor_previous_continues_from_the_last_adapter(cache_dir, tiny_run, tm
 
 
 def test_cfg_works_in_the_base_model():
-    """The default (cached) base model, 899 labels of D_0, w from 1 to 7.5.
+    """The default (cached) base model, the 898 labels of D_0, w from 1 to 7.5.
 
     Measured on the development machine (docs/chain.md): accuracy 0.987 -> 0.999 -> 1.0 at
     w = 1, 1.5, 2, then it falls again (0.982 at 7.5) as images over-saturate; saturation,
     high-frequency energy and contrast rise at every step. The test asserts exactly those
-    directions. With 899 images a 0.01 step in accuracy is ~3 SEs at these rates; the image
-    statistics move by >10x their sampling SE between grid points.
+    directions. With 898 images a 0.01 step in accuracy is ~3 SEs at these rates; the image
+    statistics move by >10x their sampling SE between grid points. (Trains the default
+    base model into the cache on first use: about 30 s.)
     """
     from chain_runner.toy.backend import ToyBackend
     from chain_runner.traits import fit_basis, project
@@ -212,3 +213,24 @@ def test_cfg_works_in_the_base_model():
     assert low["within_var"].is_monotonic_decreasing   # guidance selects within a class
     for col in ("saturation", "hf", "contrast"):
         assert df[col].is_monotonic_increasing, df[col]
+
+
+def test_config_types_and_resume_of_a_shipped_run(tmp_path):
+    import shutil
+
+    from tests.helpers import EXAMPLE_RUN, snapshot
+
+    with pytest.raises(QtraitError, match=r"\[sampler\] steps must be a int, got 10.5"):
+        config_from_dict({"sampler": {"steps": 10.5}})
+    with pytest.raises(QtraitError, match="generations must be a int, got '2'"):
+        config_from_dict({"generations": "2"})
+    # shipped runs have no resume state: resume refuses before changing anything
+    run = tmp_path / "copy"
+    shutil.copytree(EXAMPLE_RUN, run)
+    m = json.loads((run / "manifest.json").read_text())
+    m["extra"]["chain_config"]["generations"] = 12
+    (run / "manifest.json").write_text(json.dumps(m))
+    before = snapshot(run)
+    with pytest.raises(QtraitError, match="resume state of generation 9 is missing"):
+        resume_chain(run, progress=False)
+    assert snapshot(run) == before
