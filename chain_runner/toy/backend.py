@@ -114,10 +114,15 @@ class ToyBackend:
         return net
 
     def sample(self, net, labels: np.ndarray, guidance: np.ndarray, seed: int) -> np.ndarray:
+        from tqdm.auto import tqdm
+
         gen = torch.Generator().manual_seed(seed)
         s = self.config.sampler
-        x = model.sample(net, labels, guidance, scheduler=s.scheduler, steps=s.steps,
-                         generator=gen)
+        batches = -(-len(labels) // 2048)
+        with tqdm(total=s.steps * batches, desc=f"  sampling {len(labels)} images",
+                  leave=False, disable=not self.progress) as bar:
+            x = model.sample(net, labels, guidance, scheduler=s.scheduler, steps=s.steps,
+                             generator=gen, progress=bar.update)
         return data.quantize(x)
 
     def features(self, images: np.ndarray, labels: np.ndarray):

@@ -105,7 +105,8 @@ def make_sampler(scheduler: str, steps: int):
 
 @torch.no_grad()
 def sample(model: nn.Module, labels: np.ndarray, guidance: np.ndarray, *, scheduler: str,
-           steps: int, generator: torch.Generator, batch: int = 2048) -> np.ndarray:
+           steps: int, generator: torch.Generator, batch: int = 2048,
+           progress: Callable | None = None) -> np.ndarray:
     """Classifier-free guided sampling: v = v_u + w_s (v_c - v_u) at step s.
 
     ``guidance`` holds one scale per sampling step (a constant or decaying schedule).
@@ -129,6 +130,8 @@ def sample(model: nn.Module, labels: np.ndarray, guidance: np.ndarray, *, schedu
             v = v_u + w * (v_c - v_u)
             kwargs = {"generator": generator} if scheduler == "ddpm" else {}
             x = sched.step(v, t, x, **kwargs).prev_sample
+            if progress is not None:
+                progress(1)
         out.append(x.clamp(-1.0, 1.0).numpy())
     return np.concatenate(out).astype(np.float32)
 
