@@ -55,14 +55,24 @@ def gaussian_cfg_map(m, u, m_uncond, v_uncond, guidance: GuidanceSchedule | floa
     -------
     mean, var : ndarray
         Moments of the final samples, broadcast from the inputs.
+
+    Notes
+    -----
+    The moments enter only through arithmetic, and the schedule (noise levels, guidance
+    per step) is plain numbers, so the same function also builds a symbolic graph when
+    given PyTensor variables: a fitted model's likelihood can call exactly this map.
     """
     sampler = sampler or Sampler()
-    m, u, m_uncond, v_uncond = np.broadcast_arrays(
-        *(np.asarray(a, dtype=float) for a in (m, u, m_uncond, v_uncond)))
+    symbolic = not all(isinstance(a, (int, float, np.ndarray, np.generic))
+                       for a in (m, u, m_uncond, v_uncond))
+    if not symbolic:
+        m, u, m_uncond, v_uncond = np.broadcast_arrays(
+            *(np.asarray(a, dtype=float) for a in (m, u, m_uncond, v_uncond)))
     pairs = sampler.alpha_bar_pairs()
     ws = as_guidance(guidance).values(len(pairs))
-    mean = np.full(m.shape, float(x_mean))
-    var = np.full(m.shape, float(x_var))
+    zero = 0.0 * (m + u + m_uncond + v_uncond)   # broadcasts numpy and symbolic alike
+    mean = zero + float(x_mean)
+    var = zero + float(x_var)
     for (ab, ab_prev, noisy), w in zip(pairs, ws):
         ac, bc = _eps_affine(ab, m, u)
         au, bu = _eps_affine(ab, m_uncond, v_uncond)
