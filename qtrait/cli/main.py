@@ -15,7 +15,7 @@ import sys
 import typer
 
 from ..errors import QtraitError
-from . import envcmd, runs, simcmd, theorycmd
+from . import envcmd, fitcmd, runs, simcmd, theorycmd
 
 app = typer.Typer(
     name="qtrait",
@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 runs.register(app)
 simcmd.register(app)
+fitcmd.register(app)
 
 
 @app.command("chain", add_help_option=False,

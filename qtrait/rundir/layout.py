@@ -102,6 +102,11 @@ def output_dir(root: Path, kind: str) -> Path:
     return root / kind
 
 
+def fit_path(root: Path, model: str, config_hash: str) -> Path:
+    """Where ``qtrait fit`` saves a posterior (netCDF) of ``model`` with that configuration."""
+    return output_dir(root, "fits") / f"{model}-{config_hash}.nc"
+
+
 def parse_generation_dir(name: str) -> int | None:
     """Generation number of a folder name ``gen_NNNN``, or None if it is not one."""
     m = _GEN_RE.match(name)

@@ -1,0 +1,155 @@
+"""Fitting a model to a run: sampling, diagnostics and the saved posterior.
+
+``fit`` builds the model from the run's sufficient statistics, samples it with PyMC's NUTS,
+computes the diagnostics (R-hat, bulk and tail ESS, divergences, E-BFMI) and saves the
+inference data as netCDF under the run's ``fits/`` folder, stamped with provenance: model,
+a hash of the model and sampler configuration, run id, package versions and seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .models import fit_data, get_spec
+from .rundir import Run
+from .rundir import layout
+from .rundir.manifest import package_versions, utc_now
+
+#: Diagnostic thresholds (warnings say what to do when one fails).
+RHAT_MAX = 1.01
+ESS_MIN = 400
+EBFMI_MIN = 0.3
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """Defaults: 4 chains x 1,000 draws after 1,000 tuning steps, target accept 0.9."""
+
+    chains: int = 4
+    draws: int = 1000
+    tune: int = 1000
+    target_accept: float = 0.9
+    seed: int = 0
+    sampler: str = "pymc"
+
+
+@dataclass
+class FitResult:
+    idata: object
+    diagnostics: dict
+    warnings: list[str]
+    path: Path | None
+    config_hash: str
+    model: str
+
+
+def config_hash(model: str, priors: dict, settings: SamplerSettings, generations) -> str:
+    blob = json.dumps({"model": model, "priors": {k: np.asarray(v).tolist()
+                                                  for k, v in priors.items()},
+                       "settings": asdict(settings), "generations": list(generations),
+                       "qtrait": __version__}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def diagnose(idata, var_names) -> tuple[dict, list[str]]:
+    """Max R-hat, min bulk/tail ESS, divergences, min E-BFMI, and what to do about them."""
+    import arviz as az
+
+    post = idata.posterior[var_names]
+    rhat = float(az.rhat(post).to_array().max())
+    ess_bulk = float(az.ess(post, method="bulk").to_array().min())
+    ess_tail = float(az.ess(post, method="tail").to_array().min())
+    div = int(idata.sample_stats["diverging"].sum())
+    ebfmi = float(np.min(az.bfmi(idata)))
+    diag = {"rhat_max": rhat, "ess_bulk_min": ess_bulk, "ess_tail_min": ess_tail,
+            "divergences": div, "ebfmi_min": ebfmi}
+    advice = []
+    if rhat > RHAT_MAX:
+        advice.append(f"R-hat {rhat:.3f} > {RHAT_MAX}: chains disagree; run more tuning "
+                      "(--tune) and draws (--draws), and check the model fits the data")
+    if min(ess_bulk, ess_tail) < ESS_MIN:
+        advice.append(f"ESS {min(ess_bulk, ess_tail):.0f} < {ESS_MIN}: too few effective "
+                      "draws for stable 90% intervals; increase --draws or --chains")
+    if div:
+        advice.append(f"{div} divergent transition(s): the posterior has regions the sampler "
+                      "cannot explore; raise --target-accept (e.g. 0.95 or 0.99)")
+    if ebfmi < EBFMI_MIN:
+        advice.append(f"E-BFMI {ebfmi:.2f} < {EBFMI_MIN}: poor energy exploration, often from "
+                      "heavy-tailed or funnel-shaped posteriors; raise --tune")
+    return diag, advice
+
+
+def fit(run: Run, model: str = "breeder", settings: SamplerSettings = SamplerSettings(),
+        generations: slice | None = None, save: bool = True, progress: bool = False
+        ) -> FitResult:
+    """Sample the posterior of ``model`` on ``run`` and save it under ``run``'s fits/."""
+    import pymc as pm
+
+    spec = get_spec(model)
+    data = fit_data(run, generations)
+    h = config_hash(spec.name, spec.priors, settings, data.generations)
+    pm_model = spec.build(data)
+    with pm_model, warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        kwargs = {"nuts_sampler": "nutpie"} if settings.sampler == "nutpie" else {}
+        idata = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                          cores=min(settings.chains, 2), target_accept=settings.target_accept,
+                          random_seed=settings.seed, progressbar=progress,
+                          idata_kwargs={"log_likelihood": True}, **kwargs)
+    free = [v.name for v in pm_model.free_RVs]
+    diag, advice = diagnose(idata, free)
+    idata.posterior.attrs.update({
+        "model": spec.name, "config_hash": h, "run_id": data.run_id,
+        "generations": json.dumps(data.generations), "seed": settings.seed,
+        "created_at": utc_now(), "qtrait_version": __version__,
+        "package_versions": json.dumps(package_versions(("numpy", "pymc", "pytensor",
+                                                          "arviz"))),
+        "standardisation": "traits in generation-0 guided SD units per (concept, trait)",
+    })
+    path = None
+    if save:
+        path = layout.fit_path(run.root, spec.name, h)
+        path.parent.mkdir(exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        idata.to_netcdf(str(tmp))
+        tmp.replace(path)
+    return FitResult(idata, diag, advice, path, h, spec.name)
+
+
+def summary_table(result: FitResult, spec_reported, hdi: float = 0.9):
+    """Posterior median and central 90% interval of the scientific parameters."""
+    import pandas as pd
+
+    post = result.idata.posterior
+    rows = []
+    lo_q, hi_q = (1 - hdi) / 2, 1 - (1 - hdi) / 2
+    for name in spec_reported:
+        if name not in post:
+            continue
+        da = post[name]
+        stacked = da.stack(sample=("chain", "draw"))
+        extra = [d for d in da.dims if d not in ("chain", "draw")]
+        if extra:
+            for idx in np.ndindex(*(da.sizes[d] for d in extra)):
+                sel = {d: da[d].values[i] for d, i in zip(extra, idx)}
+                v = stacked.sel(sel).values
+                rows.append(_row(name, sel, v, lo_q, hi_q))
+        else:
+            rows.append(_row(name, {}, stacked.values, lo_q, hi_q))
+    return pd.DataFrame(rows)
+
+
+def _row(name, sel, v, lo_q, hi_q):
+    v = v[np.isfinite(v)]
+    label = name + ("[" + ", ".join(f"{k}={val}" for k, val in sel.items()) + "]" if sel else "")
+    if not len(v):
+        return {"parameter": label, "median": np.nan, "lo90": np.nan, "hi90": np.nan}
+    return {"parameter": label, "median": float(np.median(v)),
+            "lo90": float(np.quantile(v, lo_q)), "hi90": float(np.quantile(v, hi_q))}

@@ -1,0 +1,84 @@
+"""Per-generation sufficient statistics of a run, shaped for the models (numpy arrays).
+
+Every model's likelihood uses these numbers, never per-image rows, so its cost does not
+grow with the number of images. Traits are standardised per (concept, trait) by the
+generation-0 guided mean and standard deviation; the collapse criteria are invariant
+to that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import QtraitError
+from ..rundir import Run
+from ..stats import array
+
+
+@dataclass
+class SetStats:
+    """Arrays (generation, concept, trait); NaN where the set is absent."""
+
+    n: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    kurt: np.ndarray     # excess kurtosis, floored at 0 (as in the variance intervals)
+
+
+@dataclass
+class FitData:
+    run_id: str
+    generations: list[int]
+    concepts: list[str]
+    traits: list[str]
+    sets: dict[str, SetStats]
+    center: np.ndarray   # (concept, trait) generation-0 guided mean (raw units)
+    scale: np.ndarray    # (concept, trait) generation-0 guided SD (raw units)
+    design: dict
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return len(self.generations), len(self.concepts), len(self.traits)
+
+    def has(self, set_name: str) -> bool:
+        return set_name in self.sets and np.isfinite(self.sets[set_name].mean).any()
+
+
+def fit_data(run: Run, generations: slice | None = None) -> FitData:
+    """Sufficient statistics of every set, generation, concept and trait of ``run``."""
+    gens = run.select_generations(generations)
+    if gens[0] != 0:
+        raise QtraitError("a fit needs generation 0 (the real data and the base model's "
+                          "probes); give a range starting at 0, e.g. --generations 0:5")
+    if len(gens) < 2:
+        raise QtraitError("a fit needs at least 2 generations (0 and 1)")
+    traits = run.traits
+    concepts = sorted(run.table(0, "guided")["concept"].unique())
+    G, C, K = len(gens), len(concepts), len(traits)
+    sets = {}
+    for s in ("guided", "probe_w1", "probe_uncond"):
+        st = SetStats(*(np.full((G, C, K), np.nan) for _ in range(4)))
+        for gi, g in enumerate(gens):
+            if s not in run.sets(g):
+                continue
+            table = run.table(g, s)
+            for ci, c in enumerate(concepts):
+                x = table.loc[table["concept"] == c, traits].to_numpy()
+                if len(x) < 2:
+                    continue
+                m = array.moments(x)
+                st.n[gi, ci], st.mean[gi, ci], st.var[gi, ci] = m["n"], m["mean"], m["var"]
+                st.kurt[gi, ci] = np.maximum(np.nan_to_num(m["exkurt"]), 0.0)
+        sets[s] = st
+    center = sets["guided"].mean[0].copy()
+    scale = np.sqrt(sets["guided"].var[0])
+    if not np.all(scale > 0):
+        bad = [f"{concepts[c]}/{traits[k]}" for c, k in zip(*np.nonzero(~(scale > 0)))]
+        raise QtraitError(f"trait(s) constant at generation 0 cannot be fitted: "
+                          f"{', '.join(bad[:8])}", hint="leave them out of the run's traits")
+    for st in sets.values():   # standardise
+        st.mean = (st.mean - center) / scale
+        st.var = st.var / scale ** 2
+    return FitData(run.run_id, gens, concepts, traits, sets, center, scale, run.design)
