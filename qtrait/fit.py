@@ -45,6 +45,7 @@ class FitResult:
     idata: object
     diagnostics: dict
     warnings: list[str]
+    excluded: list[str]
     path: Path | None
     config_hash: str
     model: str
@@ -112,6 +113,7 @@ def fit(run: Run, model: str = "breeder", settings: SamplerSettings = SamplerSet
         "package_versions": json.dumps(package_versions(("numpy", "pymc", "pytensor",
                                                           "arviz"))),
         "standardisation": "traits in generation-0 guided SD units per (concept, trait)",
+        "excluded_traits": json.dumps(data.excluded),
     })
     path = None
     if save:
@@ -120,7 +122,7 @@ def fit(run: Run, model: str = "breeder", settings: SamplerSettings = SamplerSet
         tmp = path.with_name(f".{path.name}.tmp")
         idata.to_netcdf(str(tmp))
         tmp.replace(path)
-    return FitResult(idata, diag, advice, path, h, spec.name)
+    return FitResult(idata, diag, advice, data.excluded, path, h, spec.name)
 
 
 def summary_table(result: FitResult, spec_reported, hdi: float = 0.9):

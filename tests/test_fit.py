@@ -56,7 +56,7 @@ def test_fit_saves_posterior_with_provenance(fitted):
     run, out = fitted
     assert set(out["diagnostics"]) == {"rhat_max", "ess_bulk_min", "ess_tail_min",
                                        "divergences", "ebfmi_min"}
-    assert isinstance(out["warnings"], list)
+    assert isinstance(out["warnings"], list) and out["excluded_traits"] == []
     idata = az.from_netcdf(out["posterior"])
     attrs = idata.posterior.attrs
     assert attrs["model"] == "breeder" and attrs["run_id"] == "breeder"

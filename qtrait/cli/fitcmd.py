@@ -59,8 +59,12 @@ def fit_cmd(
         print_json({"run": str(run), "model": result.model, "config_hash": result.config_hash,
                     "posterior": str(result.path), "settings": settings.__dict__,
                     "parameters": table.to_dict("records"),
-                    "diagnostics": result.diagnostics, "warnings": result.warnings})
+                    "diagnostics": result.diagnostics, "warnings": result.warnings,
+                    "excluded_traits": result.excluded})
         return
+    if result.excluded:
+        typer.echo(f"left out (constant within a concept at generation 0): "
+                   f"{', '.join(result.excluded)}")
     typer.echo(f"{spec.describe()}\nposterior saved to {result.path}\n")
     typer.echo(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     d = result.diagnostics

@@ -37,6 +37,7 @@ class FitData:
     center: np.ndarray   # (concept, trait) generation-0 guided mean (raw units)
     scale: np.ndarray    # (concept, trait) generation-0 guided SD (raw units)
     design: dict
+    excluded: list[str]  # traits left out: constant within a concept at generation 0
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -74,11 +75,20 @@ def fit_data(run: Run, generations: slice | None = None) -> FitData:
         sets[s] = st
     center = sets["guided"].mean[0].copy()
     scale = np.sqrt(sets["guided"].var[0])
-    if not np.all(scale > 0):
-        bad = [f"{concepts[c]}/{traits[k]}" for c, k in zip(*np.nonzero(~(scale > 0)))]
-        raise QtraitError(f"trait(s) constant at generation 0 cannot be fitted: "
-                          f"{', '.join(bad[:8])}", hint="leave them out of the run's traits")
+    # a trait constant within some concept at generation 0 (e.g. every image classified
+    # correctly) has no variance to model: it is left out, and the fit says so
+    keep = np.all(scale > 0, axis=0)
+    if not keep.any():
+        raise QtraitError("every trait is constant within some concept at generation 0; "
+                          "nothing to fit")
+    excluded = [t for t, k in zip(traits, keep) if not k]
+    traits = [t for t, k in zip(traits, keep) if k]
+    center, scale = center[:, keep], scale[:, keep]
+    for st in sets.values():
+        for f in ("n", "mean", "var", "kurt"):
+            setattr(st, f, getattr(st, f)[..., keep])
     for st in sets.values():   # standardise
         st.mean = (st.mean - center) / scale
         st.var = st.var / scale ** 2
-    return FitData(run.run_id, gens, concepts, traits, sets, center, scale, run.design)
+    return FitData(run.run_id, gens, concepts, traits, sets, center, scale, run.design,
+                   excluded)
