@@ -92,12 +92,15 @@ def run_statistics(mean, var, m_uncond):
     v0 = var[0]
     # traits that are NaN at generation 0 (e.g. constant there) are left out of the sums
     keep = np.isfinite(v0) & np.isfinite(mean[0])
-    w = np.where(keep, 1.0, 0.0)
     v0s = np.where(keep, v0, 1.0)
-    total = np.nansum(np.where(keep, var, 0.0), axis=-1) / np.sum(np.where(keep, v0, 0.0),
-                                                                    axis=-1)
-    drift = np.sqrt(np.nansum(w * (mean - np.where(keep, mean[0], 0.0)) ** 2 / v0s, axis=-1))
-    to_uncond = np.sqrt(np.nansum(w * (mean - np.asarray(m_uncond)) ** 2 / v0s, axis=-1))
+    # a trait that becomes NaN later (the tilt stopped existing) makes the sums NaN: no
+    # statistic, hence no collapse, rather than a sum over the traits that are left
+    total = np.sum(np.where(keep, var, 0.0), axis=-1) / np.sum(np.where(keep, v0, 0.0),
+                                                                axis=-1)
+    drift = np.sqrt(np.sum(np.where(keep, (mean - np.where(keep, mean[0], 0.0)) ** 2 / v0s,
+                                    0.0), axis=-1))
+    to_uncond = np.sqrt(np.sum(np.where(keep, (mean - np.asarray(m_uncond)) ** 2 / v0s, 0.0),
+                               axis=-1))
     return total, drift, to_uncond
 
 

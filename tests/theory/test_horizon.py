@@ -138,3 +138,18 @@ def test_tilt_horizon_at_w0():
     assert tilt_variance_horizon(0.0, 1.0, 2.0).t_star is None
     with pytest.raises(ValueError, match="w must be >= 0"):
         tilt_variance_horizon(-1.0, 1.0, 2.0)
+
+
+def test_no_run_level_collapse_when_the_tilt_stops_existing():
+    """Two traits whose conditional is wider than the unconditional: at w = 3 the tilt
+    stops existing; the run level must not report a collapse from the NaN traits."""
+    from qtrait.theory.generation import Generation0, MapParams
+    from qtrait.theory.zeroshot import zero_shot
+
+    g0 = Generation0.of(mean0=[0.0, 0.0], var0=[1.5, 1.5], m_base=[0.0, 0.0],
+                        v_base=[1.5, 1.5], m_uncond=[0.5, -0.5], v_uncond=[1.0, 1.0])
+    pred = zero_shot(g0, MapParams(model="tilt", h2=1.0,
+                                   guidance=GuidanceSchedule("constant", 3.0)),
+                     Criteria(t_max=10))
+    assert pred.invalid_at is not None
+    assert pred.run_t_star is None or pred.run_reason != "variance"
