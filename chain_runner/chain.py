@@ -73,8 +73,9 @@ def _round(a: np.ndarray) -> np.ndarray:
     return np.array([float(f"{v:.{DIGITS}g}") for v in a.ravel()]).reshape(a.shape)
 
 
-def _table(backend, images, labels, concepts, basis, names) -> pd.DataFrame:
-    phi, other = backend.features(images, labels)
+def _table(features: tuple, concepts, basis, names) -> pd.DataFrame:
+    """The set table from the backend's (features, other traits) of its images."""
+    phi, other = features
     values = np.concatenate([project(phi, concepts, basis), other], axis=1)
     df = pd.DataFrame(_round(values), columns=names)
     df.insert(0, "concept", [str(c) for c in concepts])
@@ -122,13 +123,15 @@ def run_chain(config: ChainConfig, out: str | Path, progress: bool = True) -> Pa
     probes = {}
     if n_probe:
         probes = _probes(backend, base, labels0, n_probe, config, 0)
-    phi0, _ = backend.features(images0, labels0)
-    phi_u = backend.features(probes["probe_uncond"][0], probes["probe_uncond"][1])[0] \
-        if "probe_uncond" in probes else None
-    basis = fit_basis(phi0, labels0, phi_u, config.traits.pca_axes)
+    # features of generation 0's sets, computed once: they fix the basis and give the traits
+    feats = {"guided": (backend.features(images0, labels0), labels0)}
+    feats.update({s: (backend.features(imgs, concepts), concepts)
+                  for s, (imgs, concepts) in probes.items()})
+    phi_u = feats["probe_uncond"][0][0] if "probe_uncond" in feats else None
+    basis = fit_basis(feats["guided"][0][0], labels0, phi_u, config.traits.pca_axes)
     names = trait_names(basis) + list(backend.other_traits)
     d = config.design
-    design = {"name": config.name, **backend.describe(), "cfg_scale": float(d.cfg_scale),
+    design = {"name": config.name, **backend.describe(n), "cfg_scale": float(d.cfg_scale),
               "cfg_schedule": d.cfg_schedule, "cfg_schedule_params": {"end": d.cfg_end},
               "p_drop": float(d.p_drop), "anchor": d.anchor, "images_per_generation": n,
               "probe_sizes": {"probe_w1": n_probe, "probe_uncond": n_probe},
@@ -144,9 +147,7 @@ def run_chain(config: ChainConfig, out: str | Path, progress: bool = True) -> Pa
         extra_packages=("torch", "diffusers", "peft"))
     writer = RunWriter.create(out, manifest, basis=basis)
     _save_state(out, 0, images0, labels0, None)
-    tables = {"guided": _table(backend, images0, labels0, labels0, basis, names)}
-    for s, (imgs, concepts) in probes.items():
-        tables[s] = _table(backend, imgs, concepts, concepts, basis, names)
+    tables = {s: _table(f, concepts, basis, names) for s, (f, concepts) in feats.items()}
     writer.write_generation(0, tables, {"grid.png": backend.grid_png(images0, labels0)})
     _continue(writer, config, backend, basis, names, progress)
     return out
@@ -196,12 +197,13 @@ def _continue(writer: RunWriter, config: ChainConfig, backend, basis, names, pro
                                        generation_seed(config.seed, g, 0), previous)
                 images = backend.sample(net, labels, guidance,
                                         generation_seed(config.seed, g, 1))
-                gw.write_set("guided", _table(backend, images, labels, labels, basis, names))
+                gw.write_set("guided", _table(backend.features(images, labels), labels, basis,
+                                              names))
                 if n_probe:
                     for s, (imgs, concepts) in _probes(backend, net, labels, n_probe, config,
                                                        g).items():
-                        gw.write_set(s, _table(backend, imgs, concepts, concepts, basis,
-                                               names))
+                        gw.write_set(s, _table(backend.features(imgs, concepts), concepts,
+                                               basis, names))
                 gw.write_artifact("grid.png", backend.grid_png(images, labels))
                 _save_state(root, g, images, labels, backend.adapter_bytes(net))
             bar.update(1)

@@ -40,8 +40,7 @@ class ToyBackend:
                      "threads": config.runtime.threads,
                      "v": model.ARCHITECTURE_VERSION}
         self.base_key = cache.key("toy-base", base_spec)
-        self.base_state, self.base_cached = cache.cached_state(directory, self.base_key,
-                                                               self._train_base)
+        self.base_state, _ = cache.cached_state(directory, self.base_key, self._train_base)
         cls_spec = {"steps": config.traits.classifier_steps, "seed": b.seed, "v": 1,
                     "threads": config.runtime.threads}
         self.classifier_key = cache.key("toy-cnn", cls_spec)
@@ -75,8 +74,8 @@ class ToyBackend:
                                          self.config.base.seed)
 
     # -- the chain ----------------------------------------------------------------------------
-    def describe(self) -> dict:
-        n = len(self.real_data()[1])
+    def describe(self, n: int) -> dict:
+        """Design fields of the manifest; ``n`` = images of D_0 used."""
         return {"base_model": f"toy MLP denoiser on digits ({self.base_key})",
                 "dataset": f"scikit-learn digits, odd-indexed half ({n} images used)",
                 "feature_extractor": f"toy CNN on digits, 64 features ({self.classifier_key})"}

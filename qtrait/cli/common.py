@@ -7,7 +7,6 @@ import math
 import sys
 from typing import Any
 
-import typer
 
 from ..errors import QtraitError
 
@@ -48,7 +47,3 @@ def _clean(obj: Any) -> Any:
 def print_json(obj: Any) -> None:
     """One JSON object on stdout (NaN/inf become null)."""
     sys.stdout.write(json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
-
-
-def echo_err(text: str) -> None:
-    typer.echo(text, err=True)

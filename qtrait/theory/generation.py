@@ -178,7 +178,6 @@ def predict(g0: Generation0, params: MapParams, generations: int) -> dict[str, n
     out["valid"] = np.ones((generations + 1,) + shape, dtype=bool)
     out["guided_mean"][0] = g0.mean0
     out["guided_var"][0] = g0.var0
-    (wm, wv), (um, uv) = generation0_probes(g0, params)
     out["learned_mean"][0], out["learned_var"][0] = g0.m_base, g0.v_base
     out["uncond_mean"][0], out["uncond_var"][0] = g0.m_uncond, g0.v_uncond
     prev = (np.broadcast_to(g0.m_base, shape), np.broadcast_to(g0.v_base, shape))
