@@ -42,7 +42,31 @@ def make_backend(config: ChainConfig, progress: bool):
         from .toy.backend import ToyBackend
 
         return ToyBackend(config, progress)
+    if config.backend == "sd":
+        from .sd.backend import SDBackend
+
+        return SDBackend(config, progress)
     raise QtraitError(f"unknown backend {config.backend!r}")
+
+
+# Optional backend hooks (the toy backend has none: its labels are its concepts).
+def _concepts(backend, labels: np.ndarray) -> np.ndarray:
+    """The concept of each label (the SD backend's labels are prompt ids)."""
+    f = getattr(backend, "concept_of", None)
+    return labels if f is None else f(labels)
+
+
+def _probe_labels(backend, concepts: np.ndarray) -> np.ndarray:
+    f = getattr(backend, "probe_labels", None)
+    return concepts if f is None else f(concepts)
+
+
+#: Private resume-state files of the chain runner (chain_state/gen_0000/), besides
+#: qtrait.rundir.layout's STATE_IMAGES and STATE_ADAPTER.
+BACKEND_STATE = "backend_{}"
+REFERENCE_FEATURES = "reference_features.npz"
+#: Per-generation metrics (artifact of each generation, for backends that have them).
+METRICS_ARTIFACT = "metrics.json"
 
 
 def _guidance(config: ChainConfig) -> np.ndarray:
@@ -62,11 +86,13 @@ def _probes(backend, net, labels, n_probe: int, config: ChainConfig, g: int) -> 
     empty prompt; its images are assigned evenly to the concepts whose statistics they
     serve, e.g. the distance of a concept's mean to the unconditional mean)."""
     ones = np.ones(config.sampler.steps)
-    concepts = _probe_concepts(labels, n_probe)
-    w1 = backend.sample(net, concepts, ones, generation_seed(config.seed, g, 3))
+    concepts = _probe_concepts(_concepts(backend, labels), n_probe)
+    plabels = _probe_labels(backend, concepts)
+    w1 = backend.sample(net, plabels, ones, generation_seed(config.seed, g, 3))
     un = backend.sample(net, np.full(n_probe, backend.null_label), ones,
                         generation_seed(config.seed, g, 4))
-    return {"probe_w1": (w1, concepts), "probe_uncond": (un, concepts)}
+    # (images, labels the traits are computed with, concepts of the rows)
+    return {"probe_w1": (w1, plabels, concepts), "probe_uncond": (un, plabels, concepts)}
 
 
 def _round(a: np.ndarray) -> np.ndarray:
@@ -88,6 +114,49 @@ def _save_state(root: Path, g: int, images, labels, adapter: bytes | None) -> No
     rio.atomic_write_bytes(layout.state_dir(root, g) / layout.STATE_IMAGES, buf.getvalue())
     if adapter is not None:
         rio.atomic_write_bytes(layout.state_dir(root, g) / layout.STATE_ADAPTER, adapter)
+
+
+def _metrics(backend, root: Path, g: int, images, phi, other) -> bytes:
+    """metrics.json of a generation's guided set against generation 0's (kept in the
+    private state at generation 0)."""
+    import json
+
+    from .metrics import generation_metrics
+
+    cur = backend.metric_inputs(images, phi, other)
+    path = layout.state_dir(root, 0) / REFERENCE_FEATURES
+    if g == 0:
+        buf = io.BytesIO()
+        np.savez(buf, **{k: v for k, v in cur.items() if k != "clip_scores"})
+        rio.atomic_write_bytes(path, buf.getvalue())
+    with np.load(path) as z:
+        ref = {k: z[k] for k in z.files}
+    st = backend.metric_settings
+    m = generation_metrics(ref["features"], cur["features"], k=st["k"],
+                           extractor=st["extractor"], clip_scores=cur.get("clip_scores"),
+                           clip_variant=st["clip_variant"],
+                           reference_inception=ref.get("inception"),
+                           inception=cur.get("inception"))
+    return json.dumps({"generation": g, **m}, indent=1, allow_nan=False).encode()
+
+
+def _failed(exc: BaseException, g: int, root: Path) -> QtraitError | None:
+    """A clear error for a generation that failed (out of memory, NaN loss)."""
+    import torch
+
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        why = "out of memory"
+        hint = ("lower sd.sample_batch_size or finetune.batch_size (raise "
+                "sd.gradient_accumulation), or enable sd.gradient_checkpointing / "
+                "sd.mixed_precision; then `qtrait chain resume " + str(root) + "`")
+    elif isinstance(exc, FloatingPointError):
+        why = f"numerical failure ({exc})"
+        hint = ("lower finetune.learning_rate, or use sd.mixed_precision = \"bf16\" instead "
+                "of fp16; then `qtrait chain resume " + str(root) + "`")
+    else:
+        return None
+    done = f"generations 0..{g - 1} are complete and valid" if g else "no generation is complete"
+    return QtraitError(f"generation {g} failed: {why}; {done}", hint=hint)
 
 
 def _load_state(root: Path, g: int):
@@ -113,7 +182,8 @@ def run_chain(config: ChainConfig, out: str | Path, progress: bool = True) -> Pa
     images0, labels0 = backend.real_data()
     n = len(labels0)
     n_probe = int(round(config.design.probe_fraction * n / 2))
-    n_concepts = len(np.unique(labels0))
+    concepts0 = _concepts(backend, labels0)
+    n_concepts = len(np.unique(concepts0))
     if 0 < n_probe < 2 * n_concepts:
         raise QtraitError(f"design.probe_fraction = {config.design.probe_fraction} gives "
                           f"{n_probe} probe images per set for {n_concepts} concepts; each "
@@ -124,19 +194,21 @@ def run_chain(config: ChainConfig, out: str | Path, progress: bool = True) -> Pa
     if n_probe:
         probes = _probes(backend, base, labels0, n_probe, config, 0)
     # features of generation 0's sets, computed once: they fix the basis and give the traits
-    feats = {"guided": (backend.features(images0, labels0), labels0)}
-    feats.update({s: (backend.features(imgs, concepts), concepts)
-                  for s, (imgs, concepts) in probes.items()})
+    feats = {"guided": (backend.features(images0, labels0), concepts0)}
+    feats.update({s: (backend.features(imgs, plabels), concepts)
+                  for s, (imgs, plabels, concepts) in probes.items()})
     phi_u = feats["probe_uncond"][0][0] if "probe_uncond" in feats else None
-    basis = fit_basis(feats["guided"][0][0], labels0, phi_u, config.traits.pca_axes)
+    basis = fit_basis(feats["guided"][0][0], concepts0, phi_u, config.traits.pca_axes)
     names = trait_names(basis) + list(backend.other_traits)
     d = config.design
     design = {"name": config.name, **backend.describe(n), "cfg_scale": float(d.cfg_scale),
               "cfg_schedule": d.cfg_schedule, "cfg_schedule_params": {"end": d.cfg_end},
               "p_drop": float(d.p_drop), "anchor": d.anchor, "images_per_generation": n,
               "probe_sizes": {"probe_w1": n_probe, "probe_uncond": n_probe},
-              "sampler": {"scheduler": config.sampler.scheduler, "steps": config.sampler.steps,
-                          "prediction_type": "v_prediction"},
+              "sampler": (backend.sampler_description()
+                          if hasattr(backend, "sampler_description") else
+                          {"scheduler": config.sampler.scheduler,
+                           "steps": config.sampler.steps, "prediction_type": "v_prediction"}),
               "seeds": {"run": config.seed, "base": config.base.seed}}
     manifest = make_manifest(
         config.name, design, names, producer_name=f"chain_runner ({config.backend})",
@@ -147,8 +219,13 @@ def run_chain(config: ChainConfig, out: str | Path, progress: bool = True) -> Pa
         extra_packages=("torch", "diffusers", "peft"))
     writer = RunWriter.create(out, manifest, basis=basis)
     _save_state(out, 0, images0, labels0, None)
+    for name, blob in getattr(backend, "state_files", dict)().items():
+        rio.atomic_write_bytes(layout.state_dir(out, 0) / BACKEND_STATE.format(name), blob)
     tables = {s: _table(f, concepts, basis, names) for s, (f, concepts) in feats.items()}
-    writer.write_generation(0, tables, {"grid.png": backend.grid_png(images0, labels0)})
+    artifacts = {"grid.png": backend.grid_png(images0, labels0)}
+    if getattr(backend, "has_metrics", False):
+        artifacts[METRICS_ARTIFACT] = _metrics(backend, out, 0, images0, *feats["guided"][0])
+    writer.write_generation(0, tables, artifacts)
     _continue(writer, config, backend, basis, names, progress)
     return out
 
@@ -172,6 +249,10 @@ def resume_chain(run: str | Path, progress: bool = True) -> Path:
 
     basis = open_run(run).basis()
     backend = make_backend(config, progress).prepare()
+    if hasattr(backend, "restore_state"):
+        d = layout.state_dir(writer.root, 0)
+        backend.restore_state({p.name[len(BACKEND_STATE.format("")):]: p.read_bytes()
+                               for p in d.glob(BACKEND_STATE.format("*"))})
     _continue(writer, config, backend, basis, writer.traits, progress)
     return Path(run)
 
@@ -192,18 +273,32 @@ def _continue(writer: RunWriter, config: ChainConfig, backend, basis, names, pro
             # the generation's folder exists from here on; its completion record is written
             # only when the block ends without error (a crash leaves it incomplete, and
             # resume discards and redoes it)
-            with writer.generation(g) as gw:
-                net = backend.finetune(prev_images, labels,
-                                       generation_seed(config.seed, g, 0), previous)
-                images = backend.sample(net, labels, guidance,
-                                        generation_seed(config.seed, g, 1))
-                gw.write_set("guided", _table(backend.features(images, labels), labels, basis,
-                                              names))
-                if n_probe:
-                    for s, (imgs, concepts) in _probes(backend, net, labels, n_probe, config,
-                                                       g).items():
-                        gw.write_set(s, _table(backend.features(imgs, concepts), concepts,
-                                               basis, names))
-                gw.write_artifact("grid.png", backend.grid_png(images, labels))
-                _save_state(root, g, images, labels, backend.adapter_bytes(net))
+            try:
+                with writer.generation(g) as gw:
+                    _generation(gw, backend, config, g, prev_images, labels, previous,
+                                guidance, basis, names, n_probe)
+            except Exception as exc:
+                error = _failed(exc, g, root)
+                if error is None:
+                    raise
+                raise error from exc
             bar.update(1)
+
+
+def _generation(gw, backend, config, g, prev_images, labels, previous, guidance, basis,
+                names, n_probe) -> None:
+    root = gw.run.root
+    net = backend.finetune(prev_images, labels, generation_seed(config.seed, g, 0), previous)
+    images = backend.sample(net, labels, guidance, generation_seed(config.seed, g, 1))
+    feats = backend.features(images, labels)
+    gw.write_set("guided", _table(feats, _concepts(backend, labels), basis, names))
+    if n_probe:
+        for s, (imgs, plabels, concepts) in _probes(backend, net, labels, n_probe, config,
+                                                    g).items():
+            gw.write_set(s, _table(backend.features(imgs, plabels), concepts, basis, names))
+    gw.write_artifact("grid.png", backend.grid_png(images, labels))
+    for name, blob in getattr(backend, "artifacts", lambda n: {})(net).items():
+        gw.write_artifact(name, blob)
+    if getattr(backend, "has_metrics", False):
+        gw.write_artifact(METRICS_ARTIFACT, _metrics(backend, root, g, images, *feats))
+    _save_state(root, g, images, labels, backend.adapter_bytes(net))

@@ -61,6 +61,42 @@ class TraitsConfig:
 
 
 @dataclass(frozen=True)
+class SDConfig:
+    """The Stable Diffusion backend (``backend = "sd"``); ignored by the toy backend."""
+
+    model: str = ""                 # hub id or local folder of a diffusers SD 1.x/2.x pipeline
+    revision: str = ""              # hub revision (optional)
+    data: str = ""                  # finetuning set D_0: image folder with captions
+    captions: str = ""              # captions file of a plain folder (default: found)
+    resolution: int = 512           # training and sampling resolution (square, px)
+    device: str = "auto"            # auto (cuda if available) | cuda | cuda:N | cpu
+    mixed_precision: str = "no"     # no | fp16 | bf16 (autocast on CUDA; frozen parts in it)
+    gradient_checkpointing: bool = False
+    target_modules: str = "to_q,to_k,to_v,to_out.0"  # LoRA targets in the UNet (comma list)
+    lr_scheduler: str = "constant"  # any diffusers.optimization.get_scheduler name
+    lr_warmup_steps: int = 0
+    epochs: int = 0                 # > 0: train this many epochs instead of finetune.steps
+    gradient_accumulation: int = 1
+    max_grad_norm: float = 1.0      # gradient clipping (0 = none)
+    sample_batch_size: int = 8      # images per sampling batch
+    negative_prompt: str = ""       # the unconditional prompt of CFG (and the dropped caption)
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    """Image features of the SD backend and of ``qtrait traits extract``."""
+
+    extractor: str = "open_clip"    # open_clip | efficientnet_lite0
+    clip_model: str = "ViT-B-32"    # open_clip model name
+    clip_pretrained: str = "laion2b_s34b_b79k"  # open_clip tag, or a local checkpoint file
+    clip_config: str = ""           # JSON model config of a custom open_clip architecture
+    batch_size: int = 32
+    device: str = "auto"
+    inception_weights: str = ""     # local pt_inception-2015-12-05 weights: Inception FID
+    prdc_k: int = 5                 # nearest neighbours of precision/recall/density/coverage
+
+
+@dataclass(frozen=True)
 class RuntimeConfig:
     threads: int = 2                # fixed torch thread count (determinism)
     cache_dir: str = ""             # default: $QTRAIT_CACHE or ~/.cache/qtrait
@@ -79,9 +115,15 @@ class ChainConfig:
     base: BaseConfig = field(default_factory=BaseConfig)
     traits: TraitsConfig = field(default_factory=TraitsConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    sd: SDConfig = field(default_factory=SDConfig)
+    features: FeaturesConfig = field(default_factory=FeaturesConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        if self.backend == "toy":  # the toy backend ignores them (and its hashes stay put)
+            for key in ("sd", "features"):
+                d.pop(key)
+        return d
 
     def hash(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
@@ -89,9 +131,8 @@ class ChainConfig:
     def check(self) -> None:
         d = self.design
         problems = []
-        if self.backend not in ("toy",):
-            problems.append(f"backend must be 'toy' (the Stable Diffusion backend comes later), "
-                            f"got {self.backend!r}")
+        if self.backend not in BACKENDS:
+            problems.append(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.generations < 1:
             problems.append("generations must be >= 1")
         if self.images < 0:
@@ -107,16 +148,60 @@ class ChainConfig:
             problems.append("design.probe_fraction must be in [0, 1]")
         if d.cfg_scale < 0:
             problems.append("design.cfg_scale must be >= 0")
-        if self.sampler.scheduler not in ("ddim", "ddpm"):
-            problems.append("sampler.scheduler must be ddim or ddpm")
+        schedulers = SD_SCHEDULERS if self.backend == "sd" else ("ddim", "ddpm")
+        if self.sampler.scheduler not in schedulers:
+            problems.append(f"sampler.scheduler must be one of {', '.join(schedulers)}, got "
+                            f"{self.sampler.scheduler!r}")
+        if self.backend == "sd":
+            problems += self._check_sd()
         if self.sampler.steps < 1 or self.finetune.steps < 1 or self.base.train_steps < 1:
             problems.append("step counts must be >= 1")
         if problems:
             raise QtraitError("invalid chain config: " + "; ".join(problems))
 
+    def _check_sd(self) -> list[str]:
+        s, f = self.sd, self.features
+        problems = []
+        if not s.model:
+            problems.append("sd.model is required (a hub id or a local pipeline folder)")
+        if not s.data:
+            problems.append("sd.data is required (the finetuning image folder)")
+        if s.resolution < 8 or s.resolution % 8:
+            problems.append(f"sd.resolution must be a positive multiple of 8, got {s.resolution}")
+        if s.mixed_precision not in ("no", "fp16", "bf16"):
+            problems.append(f"sd.mixed_precision must be no, fp16 or bf16, got "
+                            f"{s.mixed_precision!r}")
+        if not (s.device in ("auto", "cpu", "cuda") or s.device.startswith("cuda:")):
+            problems.append(f"sd.device must be auto, cpu, cuda or cuda:N, got {s.device!r}")
+        if not [m for m in s.target_modules.split(",") if m.strip()]:
+            problems.append("sd.target_modules must name at least one module")
+        if s.epochs < 0 or s.lr_warmup_steps < 0:
+            problems.append("sd.epochs and sd.lr_warmup_steps must be >= 0")
+        if s.gradient_accumulation < 1 or s.sample_batch_size < 1 or f.batch_size < 1:
+            problems.append("batch sizes and sd.gradient_accumulation must be >= 1")
+        problems += check_features(f)
+        return problems
+
+
+BACKENDS = ("toy", "sd")
+#: Sampling schedulers of the SD backend (diffusers classes, configured from the model's).
+SD_SCHEDULERS = ("ddim", "ddpm", "pndm", "euler", "euler_ancestral", "dpmsolver++", "unipc")
+EXTRACTORS = ("open_clip", "efficientnet_lite0")
+
+
+def check_features(f: FeaturesConfig) -> list[str]:
+    problems = []
+    if f.extractor not in EXTRACTORS:
+        problems.append(f"features.extractor must be one of {', '.join(EXTRACTORS)}, got "
+                        f"{f.extractor!r}")
+    if f.prdc_k < 1:
+        problems.append("features.prdc_k must be >= 1")
+    return problems
+
 
 _SECTIONS = {"design": DesignConfig, "sampler": SamplerConfig, "finetune": FinetuneConfig,
-             "base": BaseConfig, "traits": TraitsConfig, "runtime": RuntimeConfig}
+             "base": BaseConfig, "traits": TraitsConfig, "runtime": RuntimeConfig,
+             "sd": SDConfig, "features": FeaturesConfig}
 
 
 def config_from_dict(raw: dict[str, Any]) -> ChainConfig:

@@ -1,0 +1,1 @@
+"""The Stable Diffusion backend (diffusers pipelines, LoRA finetuning through peft)."""
