@@ -65,7 +65,9 @@ def sd_assets(tmp_path_factory):
 
 
 def sd_raw_config(assets, **over) -> dict:
+    # one thread: on a shared 2-core machine two threads wait on each other's time slices
     raw = {"backend": "sd", "name": "tiny-sd", "seed": 3, "generations": 3,
+           "runtime": {"threads": 1},
            "design": {"cfg_scale": 4.0, "cfg_schedule": "linear", "cfg_end": 1.0,
                       "p_drop": 0.2, "probe_fraction": 0.67},
            "sampler": {"scheduler": "ddim", "steps": 4},

@@ -1,0 +1,187 @@
+"""The Stable Diffusion backend on a tiny pipeline built from config (CPU, seconds)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from chain_runner.chain import resume_chain, run_chain
+from chain_runner.config import config_from_dict
+from qtrait.errors import QtraitError
+from qtrait.rundir import open_run
+from tests.helpers import ROOT
+from tests.sd.conftest import sd_raw_config
+
+
+@pytest.fixture(scope="module")
+def sd_run(sd_assets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("sd-chains") / "tiny"
+    run_chain(config_from_dict(sd_raw_config(sd_assets)), out, progress=False)
+    return out
+
+
+def test_three_generation_chain_with_probes_drop_and_decaying_schedule(sd_run, cli):
+    assert cli("validate", sd_run).code == 0
+    run = open_run(sd_run)
+    assert run.generations == [0, 1, 2]
+    assert run.traits == ["pc_1", "pc_2", "pc_3", "concept_axis", "saturation",
+                          "colourfulness", "contrast", "hf_energy", "sharpness", "clip_score"]
+    d = run.design
+    assert (d["cfg_schedule"], d["p_drop"], d["sampler"]["prediction_type"]) == (
+        "linear", 0.2, "epsilon")
+    for g in run.generations:
+        assert run.sets(g) == ["guided", "probe_w1", "probe_uncond"]
+        guided = run.table(g, "guided")
+        assert len(guided) == 12 and len(run.table(g, "probe_w1")) == 4
+        # the guided set keeps D_0's prompts, so its concepts, in every generation
+        assert sorted(guided["concept"].value_counts().tolist()) == [6, 6]
+        assert sorted(run.table(g, "probe_uncond")["concept"]) == ["blue disc"] * 2 + [
+            "red square"] * 2
+    g0 = run.table(0, "guided")
+    np.testing.assert_allclose(g0[["pc_1", "pc_2", "pc_3"]].var(), 1.0, rtol=1e-4)
+    # generated images differ from the real ones: their traits moved
+    assert not np.allclose(run.table(1, "guided")["saturation"], g0["saturation"])
+    arts = sd_run / "generations"
+    assert not (arts / "gen_0000" / "artifacts" / "pytorch_lora_weights.safetensors").exists()
+    m0 = json.loads((arts / "gen_0000" / "artifacts" / "metrics.json").read_text())
+    m2 = json.loads((arts / "gen_0002" / "artifacts" / "metrics.json").read_text())
+    assert m0["frechet_distance"] < 1e-8 and m0["precision"] == m0["coverage"] == 1.0
+    assert m2["frechet_distance"] > 1e-4
+    assert m2["clip_score_variant"].startswith("100*max(cos(image, text), 0), open_clip tiny")
+    assert set(m2) >= {"precision", "recall", "density", "coverage", "vendi", "clip_score"}
+
+
+def test_lora_reloads_through_load_lora_weights(sd_run, sd_assets):
+    """The saved LoRA is what the chain sampled with: the pipeline's load_lora_weights
+    reproduces the finetuned UNet's prediction exactly."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from chain_runner.sd.backend import SDBackend
+
+    lora = sd_run / "generations" / "gen_0002" / "artifacts" / "pytorch_lora_weights.safetensors"
+    pipe = StableDiffusionPipeline.from_pretrained(sd_assets["pipeline"], safety_checker=None,
+                                                   requires_safety_checker=False)
+    x = torch.randn((1, 4, 16, 16), generator=torch.Generator().manual_seed(0))
+    emb = torch.randn((1, 77, 32), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        base = pipe.unet(x, 500, emb).sample
+        pipe.load_lora_weights(str(lora.parent), weight_name=lora.name)
+        loaded = pipe.unet(x, 500, emb).sample
+    backend = SDBackend(config_from_dict(sd_raw_config(sd_assets)), progress=False).prepare()
+    state = load_file(sd_run / "chain_state" / "gen_0002" / "adapter.safetensors")
+    backend._add_adapter()
+    set_peft_model_state_dict(backend.unet, state, adapter_name="default")
+    with torch.no_grad():
+        ours = backend.unet(x, 500, emb).sample
+    assert (loaded - base).abs().max() > 1e-4   # the adapter changes the UNet
+    torch.testing.assert_close(loaded, ours, rtol=1e-5, atol=1e-6)
+
+
+KILLER = textwrap.dedent("""
+    import os, signal, sys, json
+    import chain_runner.chain as chain
+    from chain_runner.config import config_from_dict
+    real = chain.make_backend
+
+    def make_backend(config, progress):
+        backend = real(config, progress)
+        original, calls = backend.sample, {"n": 0}
+
+        def sample(*args, **kwargs):
+            calls["n"] += 1
+            if calls["n"] == 7:  # generation 2's w = 1 probe, after its guided set
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(*args, **kwargs)
+
+        backend.sample = sample
+        return backend
+
+    chain.make_backend = make_backend
+    chain.run_chain(config_from_dict(json.loads(sys.argv[1])), sys.argv[2], progress=False)
+""")
+
+
+def test_killed_sd_chain_resumes_identically(sd_assets, sd_run, tmp_path, cli):
+    out = tmp_path / "killed"
+    proc = subprocess.run([sys.executable, "-c", KILLER, json.dumps(sd_raw_config(sd_assets)),
+                           str(out)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    res = cli("validate", out)
+    assert res.code == 0 and "generation 2: incomplete" in res.out
+    resume_chain(out, progress=False)
+    a, b = open_run(out).long_table(), open_run(sd_run).long_table()
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+
+
+def test_nan_loss_is_reported_and_leaves_the_run_valid(sd_assets, tmp_path, cli):
+    raw = sd_raw_config(sd_assets, generations=2,
+                        finetune={"learning_rate": 1e30, "steps": 3},
+                        design={"probe_fraction": 0.0})
+    with pytest.raises(QtraitError, match=r"generation 1 failed: numerical failure .*"
+                       r"generations 0..0 are complete"):
+        run_chain(config_from_dict(raw), tmp_path / "nan", progress=False)
+    res = cli("validate", tmp_path / "nan")
+    assert res.code == 0 and open_run(tmp_path / "nan").generations == [0]
+
+
+def test_anchor_previous_and_v_prediction(sd_assets, sd_run, tmp_path):
+    """anchor = previous continues from the last LoRA; a v-prediction model trains on the
+    velocity target (SD 2.x)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from chain_runner.sd.build import save_pipeline
+
+    vpipe = save_pipeline(tmp_path / "tiny-v", "tiny", seed=1, prediction_type="v_prediction")
+    raw = sd_raw_config(sd_assets, generations=3, design={"anchor": "previous",
+                                                          "probe_fraction": 0.0},
+                        sd={"model": str(vpipe)}, finetune={"steps": 2})
+    out = run_chain(config_from_dict(raw), tmp_path / "prev", progress=False)
+    assert open_run(out).design["sampler"]["prediction_type"] == "v_prediction"
+    a1 = load_file(out / "chain_state" / "gen_0001" / "adapter.safetensors")
+    a2 = load_file(out / "chain_state" / "gen_0002" / "adapter.safetensors")
+    # lora_A starts random (gaussian init): a fresh adapter (anchor = base, sd_run) starts
+    # elsewhere each generation; anchor = previous continues from generation 1's, moved by
+    # at most ~lr per Adam step (2 steps of 1e-3)
+    key = next(k for k in a1 if "lora_A" in k)
+    step = (a2[key] - a1[key]).abs().max()
+    assert 0 < step < 3e-3 and a1[key].abs().max() > 0.1
+    b1 = load_file(sd_run / "chain_state" / "gen_0001" / "adapter.safetensors")[key]
+    b2 = load_file(sd_run / "chain_state" / "gen_0002" / "adapter.safetensors")[key]
+    assert (b2 - b1).abs().max() > 0.1
+    assert not torch.equal(a1[key], b1)
+
+
+def test_sd_config_errors_are_clear(sd_assets, tmp_path, cli):
+    with pytest.raises(QtraitError, match="sd.model is required"):
+        config_from_dict({"backend": "sd", "sd": {"data": "x"}})
+    with pytest.raises(QtraitError, match=r"unknown key\(s\) \['rank'\] in \[sd\]"):
+        config_from_dict({"backend": "sd", "sd": {"rank": 4}})
+    raw = sd_raw_config(sd_assets, sd={"data": str(tmp_path / "nowhere")})
+    with pytest.raises(QtraitError, match="no such image folder"):
+        run_chain(config_from_dict(raw), tmp_path / "a", progress=False)
+    raw = sd_raw_config(sd_assets, sd={"model": str(tmp_path / "no-model")})
+    with pytest.raises(QtraitError, match="not a diffusers pipeline folder"):
+        run_chain(config_from_dict(raw), tmp_path / "b", progress=False)
+    raw = sd_raw_config(sd_assets, features={"clip_pretrained": str(tmp_path / "w.pt")})
+    with pytest.raises(QtraitError, match="no such open_clip checkpoint"):
+        run_chain(config_from_dict(raw), tmp_path / "c", progress=False)
+    raw = sd_raw_config(sd_assets, sd={"target_modules": "nope"})
+    with pytest.raises(QtraitError, match="cannot put LoRA on the UNet"):
+        run_chain(config_from_dict(raw), tmp_path / "d", progress=False)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('backend = "sd"\n[sd]\nmodel = "x/y"\ndata = "/nonexistent"\n')
+    res = cli("chain", "run", cfg, "--out", tmp_path / "e", "--quiet")
+    assert res.code == 2 and res.err.startswith("error: no such image folder")
