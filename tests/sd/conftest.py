@@ -84,3 +84,15 @@ def sd_raw_config(assets, **over) -> dict:
         else:
             raw[key] = value
     return raw
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """On a shared 2-core machine two intra-op threads wait on each other's time slices
+    (tiny ops get 10x slower); the tests here use one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
