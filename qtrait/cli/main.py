@@ -43,6 +43,21 @@ def chain_cmd(ctx: typer.Context) -> None:
     code = chain_main(list(ctx.args))
     if code:
         raise typer.Exit(code)
+
+
+@app.command("traits", add_help_option=False,
+             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def traits_cmd(ctx: typer.Context) -> None:
+    """Traits of chains run with other tools: `qtrait traits extract CHAIN_DIR --out RUN`
+    (needs the chain extra; see `qtrait traits --help`)."""
+    try:
+        from chain_runner.traits_cli import main as traits_main
+    except ImportError as exc:
+        raise QtraitError(f"qtrait traits needs the chain runner ({exc.name} is missing)",
+                          hint="pip install 'qtrait[chain]'") from None
+    code = traits_main(list(ctx.args))
+    if code:
+        raise typer.Exit(code)
 theorycmd.register(app)
 envcmd.register(app)
 
