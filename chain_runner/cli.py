@@ -8,6 +8,8 @@ from typing import Optional
 import typer
 
 
+from qtrait.errors import QtraitError
+
 from .config import load_config
 
 app = typer.Typer(name="chain", help="Run Chains of Diffusion (needs the chain extra).",
@@ -20,7 +22,8 @@ def run_cmd(
     config: Path = typer.Argument(..., help="Chain config (TOML; see docs/chain.md)."),
     out: Path = typer.Option(..., "--out", help="New run directory."),
     backend: Optional[str] = typer.Option(None, "--backend", help="toy (CPU miniature "
-                                          "chain); overrides the config's backend."),
+                                          "chain) or sd (Stable Diffusion); overrides the "
+                                          "config's backend."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Start a chain: generation 0 from the real data, then finetune-and-sample."""
@@ -45,6 +48,26 @@ def resume_cmd(
 
     path = resume_chain(run, progress=not quiet)
     typer.echo(f"chain complete: {path}")
+
+
+@app.command("sweep")
+def sweep_cmd(
+    sweep: Path = typer.Argument(..., help="Sweep file (TOML; see docs/chain.md)."),
+    out: Path = typer.Option(..., "--out", help="Folder of the sweep's run directories."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="auto, ray or local "
+                                         "(overrides the sweep file)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Run a grid of designs, one chain each (Ray, or locally); resumable."""
+    from .sweep import load_sweep, run_sweep, summary
+
+    sw = load_sweep(sweep)
+    if engine is not None and engine not in ("auto", "ray", "local"):
+        raise QtraitError(f"--engine must be auto, ray or local, got {engine!r}")
+    results = run_sweep(sw, out, progress=not quiet, engine=engine)
+    typer.echo(summary(results))
+    if any(r["status"] == "failed" for r in results):
+        raise typer.Exit(1)
 
 
 def main(args: list[str]) -> int:

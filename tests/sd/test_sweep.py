@@ -1,0 +1,102 @@
+"""Sweeps: a grid of designs, one chain each, on local Ray and without Ray."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chain_runner.sweep import load_sweep, run_sweep
+from qtrait.errors import QtraitError
+from qtrait.rundir import open_run
+
+
+def write_sweep(tmp_path, cache_dir, engine):
+    path = tmp_path / "sweep.toml"
+    path.write_text(f'''name = "grid"
+engine = "{engine}"
+cpus = 2
+[base]
+generations = 2
+images = 200
+[base.sampler]
+steps = 4
+[base.finetune]
+steps = 5
+[base.base]
+train_steps = 300
+[base.traits]
+classifier_steps = 200
+[base.runtime]
+threads = 1
+cache_dir = "{cache_dir}"
+[grid]
+"design.cfg_scale" = [1.0, 5.0]
+seed = [1, 2]
+''')
+    return path
+
+
+@pytest.fixture(scope="module")
+def warm_cache(tmp_path_factory):
+    """Train the toy base model once, before chains run in parallel."""
+    from chain_runner.config import config_from_dict
+    from chain_runner.toy.backend import ToyBackend
+
+    cache = tmp_path_factory.mktemp("sweep-cache")
+    ToyBackend(config_from_dict({"base": {"train_steps": 300}, "runtime": {
+        "threads": 1, "cache_dir": str(cache)}, "traits": {"classifier_steps": 200}}),
+        progress=False).prepare()
+    return cache
+
+
+def check_runs(out, results):
+    assert [r["name"] for r in results] == [
+        "grid-000-cfg_scale=1.0-seed=1", "grid-001-cfg_scale=1.0-seed=2",
+        "grid-002-cfg_scale=5.0-seed=1", "grid-003-cfg_scale=5.0-seed=2"]
+    for r in results:
+        run = open_run(out / r["name"])
+        assert run.generations == [0, 1]
+        assert run.design["cfg_scale"] == float(r["name"].split("=")[1].split("-")[0])
+    status = json.loads((out / "sweep_status.json").read_text())
+    assert [c["status"] for c in status["chains"]] == [r["status"] for r in results]
+
+
+# ray's own start-up emits deprecation warnings from its dependencies
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_four_chain_sweep_on_local_ray(tmp_path, warm_cache):
+    pytest.importorskip("ray")
+    sweep = load_sweep(write_sweep(tmp_path, warm_cache, "ray"))
+    results = run_sweep(sweep, tmp_path / "out", progress=False)
+    assert all(r["status"] == "ran" for r in results)
+    check_runs(tmp_path / "out", results)
+
+
+def test_sweep_locally_is_resumable(tmp_path, warm_cache, cli):
+    import shutil
+
+    path = write_sweep(tmp_path, warm_cache, "local")
+    sweep = load_sweep(path)
+    first = run_sweep(sweep, tmp_path / "out", progress=False)
+    check_runs(tmp_path / "out", first)
+    # lose chain 1's last generation (as after a kill) and run the sweep again
+    run1 = tmp_path / "out" / first[1]["name"]
+    before = open_run(run1).long_table()
+    shutil.rmtree(run1 / "generations" / "gen_0001")
+    res = cli("chain", "sweep", path, "--out", tmp_path / "out", "--quiet")
+    assert res.code == 0, res.err
+    assert "1 resumed, 3 done" in res.out
+    assert open_run(run1).long_table().equals(before)  # resumed to the same result
+
+
+def test_sweep_errors(tmp_path, warm_cache):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[grid]\n"design.cfg_scal" = [1.0]\n')
+    with pytest.raises(QtraitError, match=r"grid point 0 .*unknown key\(s\) \['cfg_scal'\]"):
+        load_sweep(bad)
+    bad.write_text('nme = "x"\n')
+    with pytest.raises(QtraitError, match=r"unknown sweep key\(s\) \['nme'\]"):
+        load_sweep(bad)
+    with pytest.raises(QtraitError, match="no such sweep file"):
+        load_sweep(tmp_path / "missing.toml")
