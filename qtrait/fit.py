@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__
-from .models import fit_data, get_spec
+from .models import chain_data, fit_data, get_spec
 from .rundir import Run
 from .rundir import layout
 from .rundir.manifest import package_versions, utc_now
@@ -28,16 +28,26 @@ ESS_MIN = 400
 EBFMI_MIN = 0.3
 
 
+def default_sampler() -> str:
+    """nutpie when installed (a base dependency), else PyMC's own NUTS."""
+    try:
+        import nutpie  # noqa: F401
+    except ImportError:  # pragma: no cover - nutpie is a base dependency
+        return "pymc"
+    return "nutpie"
+
+
 @dataclass(frozen=True)
 class SamplerSettings:
-    """Defaults: 4 chains x 1,000 draws after 1,000 tuning steps, target accept 0.9."""
+    """Defaults: 4 chains x 1,000 draws after 1,000 tuning steps, target accept 0.9,
+    seed 0, sampler nutpie (PyMC's NUTS with ``sampler="pymc"``)."""
 
     chains: int = 4
     draws: int = 1000
     tune: int = 1000
     target_accept: float = 0.9
     seed: int = 0
-    sampler: str = "pymc"
+    sampler: str = field(default_factory=default_sampler)
 
 
 @dataclass
@@ -49,6 +59,8 @@ class FitResult:
     path: Path | None
     config_hash: str
     model: str
+    data: object = None          # the ChainData the model saw
+    spec: object = None
 
 
 def config_hash(model: str, priors: dict, settings: SamplerSettings, generations) -> str:
@@ -64,9 +76,11 @@ def diagnose(idata, var_names) -> tuple[dict, list[str]]:
     import arviz as az
 
     post = idata.posterior[var_names]
-    rhat = float(az.rhat(post).to_array().max())
-    ess_bulk = float(az.ess(post, method="bulk").to_array().min())
-    ess_tail = float(az.ess(post, method="tail").to_array().min())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # constant draws of a fixed value
+        rhat = float(az.rhat(post).to_array().max())
+        ess_bulk = float(az.ess(post, method="bulk").to_array().min())
+        ess_tail = float(az.ess(post, method="tail").to_array().min())
     div = int(idata.sample_stats["diverging"].sum())
     ebfmi = float(np.min(az.bfmi(idata)))
     diag = {"rhat_max": rhat, "ess_bulk_min": ess_bulk, "ess_tail_min": ess_tail,
@@ -87,42 +101,108 @@ def diagnose(idata, var_names) -> tuple[dict, list[str]]:
     return diag, advice
 
 
-def fit(run: Run, model: str = "breeder", settings: SamplerSettings = SamplerSettings(),
-        generations: slice | None = None, save: bool = True, progress: bool = False
-        ) -> FitResult:
-    """Sample the posterior of ``model`` on ``run`` and save it under ``run``'s fits/."""
+#: compiled models kept for the life of the process, by the model's data layout: a
+#: second fit of the same layout (another run, another seed, a leave-future-out refit)
+#: swaps the data into the compiled model instead of compiling again (nutpie)
+_COMPILED: dict = {}
+
+
+def _sample(spec, cd, settings: SamplerSettings, progress: bool, upto: int | None = None):
+    """Posterior draws (InferenceData) of ``spec`` on ``cd``."""
     import pymc as pm
 
-    spec = get_spec(model)
-    data = fit_data(run, generations)
-    h = config_hash(spec.name, spec.priors, settings, data.generations)
-    pm_model = spec.build(data)
-    with pm_model, warnings.catch_warnings():
+    key = (spec.signature(cd), settings.sampler)
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        kwargs = {"nuts_sampler": "nutpie"} if settings.sampler == "nutpie" else {}
-        idata = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                          cores=min(settings.chains, 2), target_accept=settings.target_accept,
-                          random_seed=settings.seed, progressbar=progress,
-                          idata_kwargs={"log_likelihood": True}, **kwargs)
+        warnings.simplefilter("ignore", UserWarning)   # pytensor's BLAS advice
+        if settings.sampler == "nutpie":
+            import nutpie
+
+            if key in _COMPILED:
+                pm_model, compiled = _COMPILED[key]
+            else:
+                pm_model = spec.build(cd)
+                compiled = nutpie.compile_pymc_model(pm_model)
+                _COMPILED[key] = (pm_model, compiled)
+            compiled = compiled.with_data(**spec.arrays(cd, upto))
+            idata = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune,
+                                  chains=settings.chains, cores=min(settings.chains, 2),
+                                  seed=settings.seed, progress_bar=progress,
+                                  target_accept=settings.target_accept, save_warmup=False)
+        else:
+            pm_model = spec.build(cd)
+            with pm_model:
+                pm.set_data(spec.arrays(cd, upto))
+                idata = pm.sample(draws=settings.draws, tune=settings.tune,
+                                  chains=settings.chains, cores=min(settings.chains, 2),
+                                  target_accept=settings.target_accept,
+                                  random_seed=settings.seed, progressbar=progress,
+                                  compute_convergence_checks=False)
+    return _tidy(idata, spec, cd, pm_model, upto)
+
+
+def _tidy(idata, spec, cd, pm_model, upto=None):
+    """Fresh coordinates for this data (a reused compiled model carries the first data's
+    labels) and the pointwise log-likelihood moved to its own group."""
+    import arviz as az
+
+    lay = spec.layout(cd)
+    coords = spec.coords(cd, lay)
+    post = idata.posterior
+    post = post.assign_coords({k: v for k, v in coords.items() if k in post.dims})
+    values, obs = spec.pointwise(post, cd, upto)
+    post = post.drop_vars([v for v in post.data_vars if v.startswith("log_lik_")])
+    import xarray as xr
+
+    ll = xr.DataArray(values, dims=("chain", "draw", "obs"),
+                      coords={"chain": post["chain"], "draw": post["draw"],
+                              **{k: ("obs", np.asarray(v).astype(str) if v.dtype == object
+                                     else v) for k, v in obs.items()}})
+    groups = {"posterior": post, "log_likelihood": ll.to_dataset(name="y"),
+              "sample_stats": idata.sample_stats}
     free = [v.name for v in pm_model.free_RVs]
+    out = az.InferenceData(**groups)
+    out.posterior.attrs["free_variables"] = json.dumps(free)
+    return out
+
+
+def fit(runs, model: str = "breeder", settings: SamplerSettings = SamplerSettings(),
+        generations: slice | None = None, save: bool = True, progress: bool = False,
+        spec=None, upto: int | None = None) -> FitResult:
+    """Sample the posterior of ``model`` on one run (or several, for ``hier``) and save it
+    under the (first) run's fits/ folder. ``upto`` fits generations < upto of the data
+    (the same compiled model as the whole data: leave-future-out refits)."""
+    runs = [runs] if isinstance(runs, Run) else list(runs)
+    spec = spec or get_spec(model)
+    datas = [fit_data(r, generations) for r in runs]
+    cd = chain_data(datas)
+    spec.check(cd)
+    h = config_hash(spec.name, spec.priors, settings,
+                    [(d.run_id, d.generations) for d in datas])
+    idata = _sample(spec, cd, settings, progress, upto)
+    free = json.loads(idata.posterior.attrs["free_variables"])
     diag, advice = diagnose(idata, free)
+    excluded = sorted({t for d in datas for t in d.excluded})
     idata.posterior.attrs.update({
-        "model": spec.name, "config_hash": h, "run_id": data.run_id,
-        "generations": json.dumps(data.generations), "seed": settings.seed,
+        "model": spec.name, "config_hash": h,
+        "run_id": ",".join(d.run_id for d in datas),
+        "generations": json.dumps(datas[0].generations if len(datas) == 1
+                                  else {d.run_id: d.generations for d in datas}),
+        "seed": settings.seed, "sampler": settings.sampler,
         "created_at": utc_now(), "qtrait_version": __version__,
         "package_versions": json.dumps(package_versions(("numpy", "pymc", "pytensor",
-                                                          "arviz"))),
+                                                          "arviz", "nutpie"))),
         "standardisation": "traits in generation-0 guided SD units per (concept, trait)",
-        "excluded_traits": json.dumps(data.excluded),
+        "excluded_traits": json.dumps(excluded),
     })
     path = None
     if save:
-        path = layout.fit_path(run.root, spec.name, h)
+        path = layout.fit_path(runs[0].root, spec.name, h)
         path.parent.mkdir(exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         idata.to_netcdf(str(tmp))
         tmp.replace(path)
-    return FitResult(idata, diag, advice, data.excluded, path, h, spec.name)
+    return FitResult(idata, diag, advice, excluded, path, h, spec.name, cd, spec)
 
 
 def summary_table(result: FitResult, spec_reported, hdi: float = 0.9):

@@ -1,9 +1,9 @@
 """The ``breeder`` model (theory.md section 2, simplified map; section 4 likelihood).
 
-Per concept c and trait k, driven by the observed moments of the previous guided set:
+Per cell (concept, trait), driven by the observed moments of the previous guided set:
 
-    V_t      = lambda_ck s2_{t-1} + V_m,ck
-    mu_t - c = (1 + gamma_ck)(zbar_{t-1} - c)
+    V_t      = lambda s2_{t-1} + V_m
+    mu_t - c = (1 + gamma)(zbar_{t-1} - c)
 
 with c the unconditional probe's mean where the run has one (else a parameter). The
 guided set's sufficient statistics are the observations:
@@ -12,9 +12,8 @@ guided set's sufficient statistics are the observations:
     s2_t   ~ Gamma with mean V_t and relative variance 2/(N-1) + kappa/N + tau^2
 
 (kappa the set's excess kurtosis floored at 0; sigma_learn and tau the learning noise of
-finetuning on the mean and log variance). Parameters are partially pooled over traits and
-concepts (non-centred): log lambda, gamma and V_m each have a population location and
-scale.
+finetuning on the mean and log variance). log lambda, gamma and V_m are partially pooled
+over the cells (non-centred).
 """
 
 from __future__ import annotations
@@ -23,12 +22,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .data import FitData
+from .base import ModelSpec, last_valid, pooled, sample_guided
+from .data import ChainData
 
 #: Priors, in standardised trait units (generation-0 SD = 1). Stated in docs/models.md.
 DEFAULT_PRIORS = {
     "log_lambda_mu": (np.log(0.8), 0.5),   # Normal(mean, sd): variance factor ~ 0.3..2
-    "log_lambda_sd": 0.3,                  # HalfNormal scale: spread across traits
+    "log_lambda_sd": 0.3,                  # HalfNormal scale: spread across cells
     "gamma_mu": (0.0, 0.2),                # Normal: exaggeration rate per generation
     "gamma_sd": 0.1,
     "v_mut_scale": 0.3,                    # HalfNormal scale of the population V_m scale
@@ -38,58 +38,101 @@ DEFAULT_PRIORS = {
 }
 
 
+def uncond_center(cd: ChainData) -> np.ndarray | None:
+    """Per cell, the unconditional probes' mean over generations; None without probes."""
+    if not cd.has("probe_uncond"):
+        return None
+    with np.errstate(all="ignore"):
+        c = np.nanmean(np.where(cd.valid("probe_uncond"), cd.sets["probe_uncond"].mean,
+                                np.nan), axis=0)
+    return c if np.all(np.isfinite(c)) else None
+
+
 @dataclass(frozen=True)
-class BreederSpec:
+class BreederSpec(ModelSpec):
     """What the breeder model is, separate from the PyMC graph it builds."""
 
     name: str = "breeder"
     priors: dict = field(default_factory=lambda: dict(DEFAULT_PRIORS))
     #: scientific parameters reported by `qtrait fit`
     reported = ("lambda", "gamma", "v_mut", "v_star", "sigma_learn", "tau")
+    population = ("log_lambda_mu", "log_lambda_sd", "gamma_mu", "gamma_sd", "v_mut_scale")
 
     def describe(self) -> str:
         return ("breeder: V_t = lambda s2_{t-1} + V_m; mu_t - c = (1 + gamma)(zbar_{t-1} - c);"
                 " pooled over traits and concepts")
 
-    def build(self, data: FitData):
-        """The PyMC model for ``data`` (coords: generation, concept, trait)."""
+    def design_constants(self, cd: ChainData) -> tuple:
+        return (uncond_center(cd) is None,)
+
+    # the three pooled cell parameters; hier overrides the population locations
+    def cell_parameters(self, cd: ChainData, locs=None):
         import pymc as pm
         import pytensor.tensor as pt
 
         p = self.priors
-        g = data.sets["guided"]
-        G, C, K = data.shape
-        coords = {"generation": data.generations[1:], "concept": data.concepts,
-                  "trait": data.traits}
-        prev_mean, prev_var = g.mean[:-1], g.var[:-1]
-        n, kurt = g.n[1:], g.kurt[1:]
-        with pm.Model(coords=coords) as model:
-            ll_mu = pm.Normal("log_lambda_mu", *p["log_lambda_mu"])
-            ll_sd = pm.HalfNormal("log_lambda_sd", p["log_lambda_sd"])
-            ll_z = pm.Normal("log_lambda_z", 0, 1, dims=("concept", "trait"))
-            lam = pm.Deterministic("lambda", pt.exp(ll_mu + ll_sd * ll_z),
-                                   dims=("concept", "trait"))
-            g_mu = pm.Normal("gamma_mu", *p["gamma_mu"])
-            g_sd = pm.HalfNormal("gamma_sd", p["gamma_sd"])
-            g_z = pm.Normal("gamma_z", 0, 1, dims=("concept", "trait"))
-            gamma = pm.Deterministic("gamma", g_mu + g_sd * g_z, dims=("concept", "trait"))
-            vm_scale = pm.HalfNormal("v_mut_scale", p["v_mut_scale"])
-            vm_z = pm.HalfNormal("v_mut_z", 1.0, dims=("concept", "trait"))
-            v_mut = pm.Deterministic("v_mut", vm_scale * vm_z, dims=("concept", "trait"))
+        locs = locs or {}
+        lam = pm.Deterministic("lambda", pt.exp(pooled(
+            "log_lambda", p["log_lambda_mu"], p["log_lambda_sd"],
+            group_loc=locs.get("log_lambda"))), dims="cell")
+        gamma = pm.Deterministic("gamma", pooled("gamma", p["gamma_mu"], p["gamma_sd"],
+                                                 group_loc=locs.get("gamma")), dims="cell")
+        scale = locs.get("v_mut_scale")
+        if scale is None:
+            scale = pm.HalfNormal("v_mut_scale", p["v_mut_scale"])
+        vm_z = pm.HalfNormal("v_mut_z", 1.0, dims="cell")
+        v_mut = pm.Deterministic("v_mut", scale * vm_z, dims="cell")
+        return lam, gamma, v_mut
+
+    def build(self, cd: ChainData, locs_fn=None):
+        """The PyMC model; ``locs_fn`` (hier) supplies per-cell population locations."""
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        p = self.priors
+        lay = self.layout(cd)
+        with pm.Model(coords=self.coords(cd, lay)) as model:
+            D = self.data_vars(cd)
+            locs = locs_fn(cd) if locs_fn is not None else None
+            lam, gamma, v_mut = self.cell_parameters(cd, locs)
             pm.Deterministic("v_star", pt.switch(lam < 1, v_mut / (1 - lam), np.inf),
-                             dims=("concept", "trait"))
+                             dims="cell")
             sigma = pm.HalfNormal("sigma_learn", p["sigma_learn"])
             tau = pm.HalfNormal("tau", p["tau"])
-            if data.has("probe_uncond"):
-                center = np.nanmean(data.sets["probe_uncond"].mean, axis=0)
-            else:
-                center = pm.Normal("center", *p["center"], dims=("concept", "trait"))
-            V = lam * prev_var + v_mut
-            mu = center + (1 + gamma) * (prev_mean - center)
-            pm.Normal("zbar", mu=mu, sigma=pt.sqrt(V / n + sigma ** 2), observed=g.mean[1:],
-                      dims=("generation", "concept", "trait"))
-            rel = 2.0 / (n - 1) + kurt / n + tau ** 2
-            alpha = 1.0 / rel
-            pm.Gamma("s2", alpha=alpha, beta=alpha / V, observed=g.var[1:],
-                     dims=("generation", "concept", "trait"))
+            center = uncond_center(cd)
+            if center is None:
+                center = pm.Normal("center", *p["center"], dims="cell")
+            # row 0 (generation 0, the real data) is not modelled: the layout never reads it
+            V = lam * D["prev_var"] + v_mut
+            mu = center + (1 + gamma) * (D["prev_mean"] - center)
+            pm.Deterministic("guided_mean", mu, dims=("generation", "cell"))
+            pm.Deterministic("guided_var", V, dims=("generation", "cell"))
+            self.likelihood(D, lay, {"guided": (mu, V)}, extra_mean=sigma ** 2,
+                            extra_rel=tau ** 2)
         return model
+
+    def forward(self, draws: dict, cd: ChainData, start: int, t_end: int,
+                rng: np.random.Generator) -> dict:
+        """Latent guided moments of generations start..t_end per draw, simulated from the
+        observed guided set of generation start-1 (arrays (draws, t, J))."""
+        g = cd.sets["guided"]
+        lam, gamma, v_mut = draws["lambda"], draws["gamma"], draws["v_mut"]
+        S = lam.shape[0]
+        center = uncond_center(cd)
+        center = np.broadcast_to(center, lam.shape) if center is not None else draws["center"]
+        sigma = draws["sigma_learn"][:, None]
+        tau = draws["tau"][:, None]
+        n = last_valid(g.n, start)
+        kurt = np.nan_to_num(last_valid(g.kurt, start))
+        zbar = np.broadcast_to(last_valid(g.mean, start), lam.shape).copy()
+        s2 = np.broadcast_to(last_valid(g.var, start), lam.shape).copy()
+        T = t_end - start + 1
+        out_m, out_v = np.empty((S, T, cd.J)), np.empty((S, T, cd.J))
+        for i in range(T):
+            V = (lam * s2 + v_mut) * np.exp(tau * rng.standard_normal(lam.shape)
+                                            - tau ** 2 / 2)
+            mu = center + (1 + gamma) * (zbar - center) + sigma * rng.standard_normal(
+                lam.shape)
+            out_m[:, i], out_v[:, i] = mu, V
+            zbar, s2 = sample_guided(rng, mu, V, n, kurt)
+        return {"guided_mean": out_m, "guided_var": out_v, "m_uncond": center}

@@ -92,3 +92,87 @@ def fit_data(run: Run, generations: slice | None = None) -> FitData:
         st.var = st.var / scale ** 2
     return FitData(run.run_id, gens, concepts, traits, sets, center, scale, run.design,
                    excluded)
+
+
+# --- the dense layout every model uses --------------------------------------------------
+
+SETS = ("guided", "probe_w1", "probe_uncond")
+
+
+@dataclass
+class ChainData:
+    """One or several runs as dense arrays (generation, cell), a cell being one
+    (run, concept, trait). Runs shorter than the longest are padded with NaN; the models
+    only ever touch finite entries. Values are in generation-0 SD units per cell."""
+
+    runs: list[FitData]
+    cells: list[tuple[int, str, str]]          # (run index, concept, trait)
+    run_of_cell: np.ndarray                    # (J,) int
+    generations: list[int]                     # 0..G-1 (the union of the runs')
+    sets: dict[str, SetStats]                  # arrays (G, J)
+
+    @property
+    def G(self) -> int:
+        return len(self.generations)
+
+    @property
+    def J(self) -> int:
+        return len(self.cells)
+
+    def has(self, set_name: str) -> bool:
+        return set_name in self.sets and np.isfinite(self.sets[set_name].mean).any()
+
+    def cell_labels(self) -> list[str]:
+        multi = len(self.runs) > 1
+        return [(f"{self.runs[r].run_id}/" if multi else "") + f"{c}/{t}"
+                for r, c, t in self.cells]
+
+    def valid(self, set_name: str) -> np.ndarray:
+        """(G, J) boolean: where the set has a usable mean and variance."""
+        s = self.sets[set_name]
+        return np.isfinite(s.mean) & np.isfinite(s.var) & (s.var > 0) & (s.n >= 2)
+
+    def design(self, r: int = 0) -> dict:
+        return self.runs[r].design
+
+
+def chain_data(runs: list[FitData]) -> ChainData:
+    """Stack the sufficient statistics of one or several runs into (generation, cell)."""
+    G = max(len(d.generations) for d in runs)
+    cells, run_of, blocks = [], [], {s: [] for s in SETS}
+    for r, d in enumerate(runs):
+        g, c, k = d.shape
+        for ci, concept in enumerate(d.concepts):
+            for ki, trait in enumerate(d.traits):
+                cells.append((r, concept, trait))
+                run_of.append(r)
+        for s in SETS:
+            st = d.sets.get(s)
+            arrays = []
+            for f in ("n", "mean", "var", "kurt"):
+                a = np.full((G, c * k), np.nan)
+                if st is not None:
+                    a[:g] = getattr(st, f).reshape(g, c * k)
+                arrays.append(a)
+            blocks[s].append(arrays)
+    sets = {s: SetStats(*(np.concatenate([b[i] for b in blocks[s]], axis=1)
+                          for i in range(4))) for s in SETS}
+    return ChainData(runs, cells, np.array(run_of), list(range(G)), sets)
+
+
+def design_schedule(design: dict):
+    """The guidance schedule and sampler a run's manifest describes (theory objects)."""
+    from ..theory.schedules import GuidanceSchedule, NoiseSchedule, Sampler
+
+    sp = design.get("cfg_schedule_params") or {}
+    guidance = GuidanceSchedule(kind=design.get("cfg_schedule") or "constant",
+                                scale=float(design.get("cfg_scale", 7.5)),
+                                end=float(sp.get("end", 1.0)), start=float(sp.get("start", 0.0)),
+                                until=float(sp.get("until", 0.5)))
+    s = design.get("sampler") or {}
+    noise = NoiseSchedule.stable_diffusion() if s.get("beta_schedule") == "scaled_linear" \
+        else NoiseSchedule()
+    sampler = Sampler(scheduler=s.get("scheduler", "ddim"), steps=int(s.get("steps", 50)),
+                      noise=noise, prediction_type=s.get("prediction_type", "epsilon"),
+                      timestep_spacing=s.get("timestep_spacing", "leading"))
+    return guidance, sampler

@@ -72,6 +72,8 @@ class MapParams:
     lam: np.ndarray | float = 0.9
     gamma: np.ndarray | float = 0.0
     center: np.ndarray | float | None = None
+    #: selection gain kappa (w_eff - 1 = kappa (w - 1)); the fitted models' parameter
+    gain: np.ndarray | float = 1.0
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -81,7 +83,7 @@ class MapParams:
         if self.model == "tilt" and self.guidance.kind != "constant":
             raise ValueError("the tilt model has no form for a guidance schedule "
                              f"({self.guidance.describe()}); use model 'exact'")
-        if not 0.0 <= float(self.rho) <= 1.0:
+        if np.any(np.asarray(self.rho) < 0) or np.any(np.asarray(self.rho) > 1):
             raise ValueError(f"rho must be in [0, 1], got {self.rho}")
         if np.any(np.asarray(self.h2) < 0) or np.any(np.asarray(self.h2) > 1):
             raise ValueError("h2 must be in [0, 1]")
@@ -110,8 +112,8 @@ def _sample_moments(params: MapParams, m, u, mu_, vu, guidance):
     """Moments of sampling with ``guidance``: the tilt or the exact sampler map."""
     if params.model == "tilt":
         w = float(guidance.values(1)[0]) if isinstance(guidance, GuidanceSchedule) else guidance
-        return tilt(m, u, mu_, vu, w)
-    mean, var = gaussian_cfg_map(m, u, mu_, vu, guidance, params.sampler)
+        return tilt(m, u, mu_, vu, 1.0 + np.asarray(params.gain) * (w - 1.0))
+    mean, var = gaussian_cfg_map(m, u, mu_, vu, guidance, params.sampler, gain=params.gain)
     return mean, var, np.ones(np.shape(mean), dtype=bool)
 
 

@@ -35,7 +35,7 @@ def _eps_affine(ab, m, v):
 
 def gaussian_cfg_map(m, u, m_uncond, v_uncond, guidance: GuidanceSchedule | float,
                      sampler: Sampler | None = None, x_mean: float = 0.0,
-                     x_var: float = 1.0):
+                     x_var: float = 1.0, gain=1.0):
     """Mean and variance of the samples of guided sampling, exactly.
 
     Parameters
@@ -50,6 +50,10 @@ def gaussian_cfg_map(m, u, m_uncond, v_uncond, guidance: GuidanceSchedule | floa
         Scheduler, step count, spacing and prediction type (default: DDIM, 50 steps).
     x_mean, x_var : float
         Distribution of x_T (default N(0, 1)).
+    gain : array_like
+        Selection gain kappa: every step uses ``1 + kappa (w(s) - 1)`` (theory.md 2.2,
+        the fitted models' effective selection strength); 1 leaves the schedule as is,
+        0 turns guidance off.
 
     Returns
     -------
@@ -64,7 +68,7 @@ def gaussian_cfg_map(m, u, m_uncond, v_uncond, guidance: GuidanceSchedule | floa
     """
     sampler = sampler or Sampler()
     symbolic = not all(isinstance(a, (int, float, np.ndarray, np.generic))
-                       for a in (m, u, m_uncond, v_uncond))
+                       for a in (m, u, m_uncond, v_uncond, gain))
     if not symbolic:
         m, u, m_uncond, v_uncond = np.broadcast_arrays(
             *(np.asarray(a, dtype=float) for a in (m, u, m_uncond, v_uncond)))
@@ -73,7 +77,10 @@ def gaussian_cfg_map(m, u, m_uncond, v_uncond, guidance: GuidanceSchedule | floa
     zero = 0.0 * (m + u + m_uncond + v_uncond)   # broadcasts numpy and symbolic alike
     mean = zero + float(x_mean)
     var = zero + float(x_var)
+    unit_gain = isinstance(gain, (int, float)) and gain == 1.0
     for (ab, ab_prev, noisy), w in zip(pairs, ws):
+        if not unit_gain:
+            w = 1.0 + gain * (w - 1.0)
         ac, bc = _eps_affine(ab, m, u)
         au, bu = _eps_affine(ab, m_uncond, v_uncond)
         # guided noise prediction eps(x) = ae x + be. For v-prediction the model outputs
