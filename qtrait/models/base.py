@@ -207,7 +207,7 @@ class ModelSpec:
             ll = gauss_ll(D[f"{s}_mean"], mean, var / n + em)
             rel = 2.0 / (n - 1.0) + D[f"{s}_kurt"] / n + er
             ll = ll + gamma_ll(D[f"{s}_var"], var, rel)
-            total = total + pt.sum(ll * D[f"mask_{s}"])
+            total = total + pt.sum(pt.switch(D[f"mask_{s}"] > 0.5, ll, 0.0))
             pm.Deterministic(f"log_lik_{s}", ll, dims=("generation", "cell"))
         pm.Potential("likelihood", total)
 

@@ -72,45 +72,82 @@ def gaussian_cfg_map(m, u, m_uncond, v_uncond, guidance: GuidanceSchedule | floa
     if not symbolic:
         m, u, m_uncond, v_uncond = np.broadcast_arrays(
             *(np.asarray(a, dtype=float) for a in (m, u, m_uncond, v_uncond)))
-    pairs = sampler.alpha_bar_pairs()
-    ws = as_guidance(guidance).values(len(pairs))
+    consts = _step_constants(sampler)
+    ws = as_guidance(guidance).values(len(consts))
     zero = 0.0 * (m + u + m_uncond + v_uncond)   # broadcasts numpy and symbolic alike
     mean = zero + float(x_mean)
     var = zero + float(x_var)
-    unit_gain = isinstance(gain, (int, float)) and gain == 1.0
-    for (ab, ab_prev, noisy), w in zip(pairs, ws):
-        if not unit_gain:
-            w = 1.0 + gain * (w - 1.0)
-        ac, bc = _eps_affine(ab, m, u)
-        au, bu = _eps_affine(ab, m_uncond, v_uncond)
-        # guided noise prediction eps(x) = ae x + be. For v-prediction the model outputs
-        # v = (eps - sqrt(1-ab) x) / sqrt(ab), affine in eps with branch-independent
-        # coefficients, so guiding v and converting back gives the same eps; it is
-        # written out to mirror the scheduler.
-        ae, be = au + w * (ac - au), bu + w * (bc - bu)
-        if sampler.prediction_type == "v_prediction":
-            sa, sb = np.sqrt(ab), np.sqrt(1.0 - ab)
-            av, bv = (ae - sb) / sa, be / sa                    # v(x) = av x + bv
-            ax0, bx0 = sa - sb * av, -sb * bv                   # x0 = sa x - sb v
-            ae, be = sa * av + sb, sa * bv                      # eps = sa v + sb x
-        else:
-            ax0 = (1.0 - np.sqrt(1.0 - ab) * ae) / np.sqrt(ab)  # x0 = (x - sb eps) / sa
-            bx0 = -np.sqrt(1.0 - ab) * be / np.sqrt(ab)
-        if sampler.scheduler == "ddim":
-            A = np.sqrt(ab_prev) * ax0 + np.sqrt(1.0 - ab_prev) * ae
-            B = np.sqrt(ab_prev) * bx0 + np.sqrt(1.0 - ab_prev) * be
-            noise = 0.0
-        else:  # ddpm, diffusers' "fixed_small" variance
-            alpha = ab / ab_prev
-            beta = 1.0 - alpha
-            c0 = np.sqrt(ab_prev) * beta / (1.0 - ab)
-            c1 = np.sqrt(alpha) * (1.0 - ab_prev) / (1.0 - ab)
-            A = c0 * ax0 + c1
-            B = c0 * bx0
-            noise = noisy * max((1.0 - ab_prev) / (1.0 - ab) * beta, 1e-20)
-        mean = A * mean + B
-        var = A * A * var + noise
+    kind = (sampler.scheduler, sampler.prediction_type)
+    if symbolic:
+        # a scan over the steps: the same step function, and a graph whose size does not
+        # grow with the step count (unrolled, PyTensor's rewrites take minutes)
+        import pytensor
+        import pytensor.tensor as pt
+
+        def body(c, w, mean, var, m, u, mu, vu, gain):
+            return _cfg_step(mean, var, c, w, m, u, mu, vu, gain, kind)
+
+        kwargs = dict(sequences=[pt.as_tensor(consts), pt.as_tensor(ws)],
+                      outputs_info=[pt.as_tensor(mean), pt.as_tensor(var)],
+                      non_sequences=[m, u, m_uncond, v_uncond, pt.as_tensor(gain)])
+        try:
+            out = pytensor.scan(body, return_updates=False, **kwargs)
+        except TypeError:   # PyTensor before the return_updates argument
+            out, _ = pytensor.scan(body, **kwargs)
+        return out[0][-1], out[1][-1]
+    for c, w in zip(consts, ws):
+        mean, var = _cfg_step(mean, var, c, w, m, u, m_uncond, v_uncond, gain, kind)
     return mean, var
+
+
+def _step_constants(sampler: Sampler) -> np.ndarray:
+    """Per step: sqrt(ab), sqrt(1-ab), sqrt(ab_prev), sqrt(1-ab_prev), the DDPM
+    coefficients c0, c1 and its noise variance (plain numbers of the schedule)."""
+    rows = []
+    for ab, ab_prev, noisy in sampler.alpha_bar_pairs():
+        alpha = ab / ab_prev
+        beta = 1.0 - alpha
+        c0 = np.sqrt(ab_prev) * beta / (1.0 - ab)
+        c1 = np.sqrt(alpha) * (1.0 - ab_prev) / (1.0 - ab)
+        noise = noisy * max((1.0 - ab_prev) / (1.0 - ab) * beta, 1e-20)
+        rows.append((np.sqrt(ab), np.sqrt(1.0 - ab), np.sqrt(ab_prev),
+                     np.sqrt(1.0 - ab_prev), c0, c1, noise))
+    return np.array(rows, dtype=float)
+
+
+def _eps_affine(sa, sb, m, v):
+    """eps_hat(x) = a x + b for data N(m, v) at noise level ab = sa^2 (sb^2 = 1 - ab)."""
+    s = sa * sa * v + sb * sb
+    a = sb / s
+    return a, -a * sa * m
+
+
+def _cfg_step(mean, var, c, w, m, u, m_uncond, v_uncond, gain, kind):
+    """One sampler step of the moments (numpy or PyTensor alike: arithmetic only)."""
+    scheduler, prediction = kind
+    sa, sb, sap, sbp, c0, c1, noise = (c[i] for i in range(7))
+    w = 1.0 + gain * (w - 1.0)
+    ac, bc = _eps_affine(sa, sb, m, u)
+    au, bu = _eps_affine(sa, sb, m_uncond, v_uncond)
+    # guided noise prediction eps(x) = ae x + be. For v-prediction the model outputs
+    # v = (eps - sqrt(1-ab) x) / sqrt(ab), affine in eps with branch-independent
+    # coefficients, so guiding v and converting back gives the same eps; it is written
+    # out to mirror the scheduler.
+    ae, be = au + w * (ac - au), bu + w * (bc - bu)
+    if prediction == "v_prediction":
+        av, bv = (ae - sb) / sa, be / sa                    # v(x) = av x + bv
+        ax0, bx0 = sa - sb * av, -sb * bv                   # x0 = sa x - sb v
+        ae, be = sa * av + sb, sa * bv                      # eps = sa v + sb x
+    else:
+        ax0 = (1.0 - sb * ae) / sa                          # x0 = (x - sb eps) / sa
+        bx0 = -sb * be / sa
+    if scheduler == "ddim":
+        A = sap * ax0 + sbp * ae
+        B = sap * bx0 + sbp * be
+        return A * mean + B, A * A * var
+    A = c0 * ax0 + c1                                       # ddpm, "fixed_small"
+    B = c0 * bx0
+    return A * mean + B, A * A * var + noise
 
 
 @dataclass(frozen=True)
