@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
     app.command("fit")(fit_cmd)
     app.command("predict")(predict_cmd)
     app.command("backtest")(backtest_cmd)
+    app.command("compare")(compare_cmd)
 
 
 def settings_of(chains, draws, tune, target_accept, seed, sampler):
@@ -79,6 +80,9 @@ def fit_cmd(
     target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
     compare: bool = typer.Option(False, "--compare", help="Fit every model that applies and "
                                  "compare them by PSIS-LOO and leave-future-out."),
+    models: Optional[str] = typer.Option(None, "--models", help="With --compare: the models "
+                                         "to compare, comma-separated (default: every one "
+                                         "that applies)."),
     prior_predictive: bool = typer.Option(False, "--prior-predictive", help="Check the "
                                           "priors against the data instead of fitting."),
     json_out: Json = False,
@@ -99,9 +103,10 @@ def fit_cmd(
     opened = [open_run(r) for r in runs]
     gens = parse_generations(generations)
     if prior_predictive:
-        from ..checks import prior_predictive_check
+        from ..prior_predictive import prior_predictive_check
 
-        out = [prior_predictive_check(spec, o, gens, seed=seed) for o in opened]
+        out = ([prior_predictive_check(spec, opened, gens, seed=seed)] if spec.multi_run
+               else [prior_predictive_check(spec, o, gens, seed=seed) for o in opened])
         if json_out:
             print_json(out if len(out) > 1 else out[0])
         else:
@@ -113,7 +118,11 @@ def fit_cmd(
 
         if len(opened) != 1:
             raise QtraitError("--compare compares models on one run")
-        table = compare_models(opened[0], settings, gens, progress=not json_out)
+        chosen = [m.strip() for m in models.split(",")] if models else None
+        for m in chosen or []:
+            get_spec(m)   # unknown names fail clearly
+        table = compare_models(opened[0], settings, gens, progress=not json_out,
+                               models=chosen)
         if json_out:
             print_json(table)
         else:
@@ -245,3 +254,31 @@ def backtest_cmd(
     typer.echo(f"baselines (run, variance): linear {b['linear']}, exponential "
                f"{b['exponential']}")
     typer.echo(_diag_line(result.diagnostics))
+
+
+def compare_cmd(
+    baseline: Path = typer.Argument(..., help="Baseline run (constant CFG, no mitigation)."),
+    mitigated: Path = typer.Argument(..., help="Mitigated run (ReDiFine: condition drop "
+                                     "and/or a decaying CFG schedule), same data and w."),
+    rho: Optional[float] = typer.Option(None, "--rho", help="Adaptation of the "
+                                        "unconditional branch (default: the mitigated run's "
+                                        "posterior median)."),
+    q: Q = 0.5,
+    chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
+    target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
+    json_out: Json = False,
+) -> None:
+    """The ReDiFine check (theory.md section 5): four predictions, each with P(direction),
+    the measured effect and the effect the zero-shot theory predicts."""
+    from ..redifine import redifine_check
+    from ..rundir import open_run
+
+    if rho is not None and not 0 <= rho <= 1:
+        raise QtraitError(f"--rho must be in [0, 1], got {rho}")
+    settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
+    out = redifine_check(open_run(baseline), open_run(mitigated), settings, rho=rho,
+                         q=q, progress=not json_out, seed=seed)
+    if json_out:
+        print_json({k: v for k, v in out.items() if k != "text"})
+    else:
+        typer.echo(out["text"])
