@@ -14,6 +14,7 @@ criteria are invariant.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,7 +113,8 @@ def data_uncond_mean(cd, draws: dict | None = None) -> np.ndarray:
     u = cd.sets["probe_uncond"]
     if np.isfinite(u.mean[0]).all():
         return u.mean[0]
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # no probes: all NaN
         m = np.nanmean(u.mean, axis=0)
     if np.isfinite(m).all():
         return m

@@ -139,7 +139,7 @@ def redifine_check(base_run, mit_run, settings, rho: float | None = None,
     def add(pred_no, name, what, unit_vals, p_pooled, p_cells, measured, measured_cells,
             predicted_eff):
         cell_rows = []
-        for j, (r, c, t) in enumerate(base_cd.cells):
+        for j, (_, c, t) in enumerate(base_cd.cells):
             cell_rows.append({"concept": c, "trait": t, "p_direction": float(p_cells[j]),
                               "measured_effect": float(measured_cells[j]),
                               "verdict": _verdict(float(p_cells[j]), per_trait_threshold)})
@@ -183,8 +183,8 @@ def redifine_check(base_run, mit_run, settings, rho: float | None = None,
     pe3 = None
     if predicted is not None:
         fin = lambda a: np.where(np.isfinite(a), a, np.nan)  # noqa: E731
-        pe3 = float(np.nanmean(fin(predicted["mitigated"]["v_star"])
-                               - fin(predicted["baseline"]["v_star"])))
+        diff = fin(predicted["mitigated"]["v_star"]) - fin(predicted["baseline"]["v_star"])
+        pe3 = float(np.mean(diff[np.isfinite(diff)])) if np.isfinite(diff).any() else None
     add(3, "V_m (or V* above q V_0)", "larger / V* > q", (float(np.median(vb.mean(1))),
         float(np.median(vm_.mean(1)))), ok_pool.mean(), ok_cells.mean(0),
         float(np.median(vm_.mean(1) - vb.mean(1))), np.median(vm_ - vb, axis=0), pe3)

@@ -46,7 +46,7 @@ def test_breeder_fit_recovers_the_truth(fitted):
     params = {p["parameter"]: p for p in out["parameters"]}
     for trait, truth in TRUTH.items():
         for name, key in (("lambda", "lam"), ("gamma", "gamma"), ("v_mut", "v_mut")):
-            p = params[f"{name}[concept=all, trait={trait}]"]
+            p = params[f"{name}[cell=all/{trait}]"]
             assert p["lo90"] <= truth[key] <= p["hi90"], (name, trait, p, truth[key])
 
 
@@ -61,17 +61,20 @@ def test_fit_saves_posterior_with_provenance(fitted):
     attrs = idata.posterior.attrs
     assert attrs["model"] == "breeder" and attrs["run_id"] == "breeder"
     assert attrs["config_hash"] == out["config_hash"] and int(attrs["seed"]) == 3
-    assert "pymc" in json.loads(attrs["package_versions"])
-    assert {"zbar", "s2"} <= set(idata.log_likelihood.data_vars)
-    assert idata.log_likelihood["zbar"].dims[-3:] == ("generation", "concept", "trait")
-    assert np.isfinite(idata.log_likelihood["s2"].values).all()
+    assert {"pymc", "nutpie"} <= set(json.loads(attrs["package_versions"]))
+    # one pointwise log-likelihood per (generation, set, concept, trait) observed
+    ll = idata.log_likelihood["y"]
+    assert ll.dims == ("chain", "draw", "obs")
+    assert sorted(set(ll["obs_generation"].values)) == list(range(1, 12))
+    assert set(ll["obs_set"].values) == {"guided"} and ll.sizes["obs"] == 11 * 2
+    assert np.isfinite(ll.values).all()
     # the fit wrote only into fits/ and the run is still valid
     assert open_run(run).generations == list(range(12))
 
 
 def test_fit_errors(cli, tiny_run):
     res = cli("fit", tiny_run, "--model", "nope")
-    assert res.code == 2 and "unknown model 'nope'; available: breeder" in res.err
+    assert res.code == 2 and "unknown model 'nope'; available: breeder, tilt, exact, hier" in res.err
     res = cli("fit", tiny_run, "--generations", "1:3")
     assert res.code == 2 and "a fit needs generation 0" in res.err
     res = cli("fit", tiny_run, "--target-accept", "1.5")

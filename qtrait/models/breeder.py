@@ -18,6 +18,7 @@ over the cells (non-centred).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,7 +43,8 @@ def uncond_center(cd: ChainData) -> np.ndarray | None:
     """Per cell, the unconditional probes' mean over generations; None without probes."""
     if not cd.has("probe_uncond"):
         return None
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # a cell without probes: NaN
         c = np.nanmean(np.where(cd.valid("probe_uncond"), cd.sets["probe_uncond"].mean,
                                 np.nan), axis=0)
     return c if np.all(np.isfinite(c)) else None

@@ -142,8 +142,8 @@ def chain_data(runs: list[FitData]) -> ChainData:
     cells, run_of, blocks = [], [], {s: [] for s in SETS}
     for r, d in enumerate(runs):
         g, c, k = d.shape
-        for ci, concept in enumerate(d.concepts):
-            for ki, trait in enumerate(d.traits):
+        for concept in d.concepts:
+            for trait in d.traits:
                 cells.append((r, concept, trait))
                 run_of.append(r)
         for s in SETS:

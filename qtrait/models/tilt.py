@@ -107,7 +107,7 @@ class TiltSpec(ModelSpec):
         lay = self.layout(cd)
         design = cd.design()
         anchor = design.get("anchor", "base")
-        G, J = cd.G, cd.J
+        G = cd.G
         with pm.Model(coords=self.coords(cd, lay)) as model:
             D = self.data_vars(cd)
             h2 = pm.Deterministic("h2", pm.math.sigmoid(pooled("logit_h2", p["logit_h2_mu"],

@@ -85,3 +85,61 @@ def test_tilt_recovery(tmp_path):
             hits += [covered(post, "h2", cell, t.h2), covered(post, "kappa", cell, 1.0),
                      covered(post, "v_mut", cell, t.v_mut / g0_var(run, t.name))]
     assert_coverage(hits)
+
+
+@pytest.mark.slow
+def test_exact_recovery(tmp_path):
+    """The exact model on chains simulated with the exact map and a decaying schedule
+    (10 DDIM steps keep the fits to tens of seconds each)."""
+    from qtrait.theory.schedules import Sampler
+
+    hits = []
+    for seed in range(SEEDS):
+        rng = np.random.default_rng(300 + seed)
+        traits = tuple(TraitTruth(f"t{k}", h2=rng.uniform(0.6, 0.95),
+                                  v_mut=rng.uniform(0.0, 0.1), m_base=0.0, v_base=1.0,
+                                  m_uncond=rng.uniform(-1.5, -0.5),
+                                  v_uncond=rng.uniform(1.5, 3.0))
+                       for k in range(2))
+        truth = ChainTruth(traits=traits, model="exact", generations=6, images=400,
+                           probe_w1=100, probe_uncond=100, sampler=Sampler("ddim", 10),
+                           guidance=GuidanceSchedule("linear", 4.0), seed=seed)
+        run = open_run(write_simulated_run(tmp_path / f"e{seed}", truth))
+        post = fit(run, "exact", SETTINGS, save=False).idata.posterior
+        for t in traits:
+            cell = f"all/{t.name}"
+            hits += [covered(post, "h2", cell, t.h2), covered(post, "kappa", cell, 1.0),
+                     covered(post, "v_mut", cell, t.v_mut / g0_var(run, t.name))]
+    assert_coverage(hits)
+
+
+@pytest.mark.slow
+def test_hier_recovery(tmp_path):
+    """20 seeds of 6 breeder chains each (3 CFG scales x 2 replicates), random true design
+    slopes: coverage of the slopes of log lambda and gamma on the CFG scale, and of the
+    intercepts."""
+    hits = []
+    for seed in range(SEEDS):
+        rng = np.random.default_rng(400 + seed)
+        a_ll, b_ll = np.log(rng.uniform(0.6, 0.85)), rng.uniform(-0.1, 0.0)
+        a_g, b_g = rng.uniform(-0.03, 0.03), rng.uniform(-0.02, 0.02)
+        runs = []
+        for i, w in enumerate([2.0, 5.0, 8.0] * 2):
+            lam = float(np.exp(a_ll + b_ll * (w - 5.0)))
+            traits = tuple(TraitTruth(f"t{k}", lam=lam, gamma=a_g + b_g * (w - 5.0),
+                                      v_mut=0.05, m_uncond=-1.0 if k else 1.0)
+                           for k in range(2))
+            truth = ChainTruth(traits=traits, model="breeder", generations=8, images=400,
+                               probe_w1=0, probe_uncond=0,
+                               guidance=GuidanceSchedule("constant", w), seed=1000 * seed + i)
+            runs.append(open_run(write_simulated_run(tmp_path / f"h{seed}_{i}", truth)))
+        post = fit(runs, "hier", SETTINGS, save=False).idata.posterior
+        for name, true in (("b_log_lambda", b_ll), ("b_gamma", b_g)):
+            v = post[name].sel(covariate="cfg_scale").values.ravel()
+            lo, hi = np.quantile(v, [0.05, 0.95])
+            hits.append(lo <= true <= hi)
+        for name, true in (("a_log_lambda", a_ll), ("a_gamma", a_g)):
+            v = post[name].values.ravel()
+            lo, hi = np.quantile(v, [0.05, 0.95])
+            hits.append(lo <= true <= hi)
+    assert_coverage(hits)
