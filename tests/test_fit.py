@@ -36,18 +36,16 @@ def fitted(tmp_path_factory):
     return run, json.loads(buf.getvalue())
 
 
-def test_breeder_fit_recovers_the_truth(fitted):
-    """One chain's 90% intervals contain the generating lambda, gamma and V_m.
-
-    (A single fit is a smoke-level check of recovery; coverage over many seeds is the
-    calibration study of the Bayesian work.) V_m is compared after standardisation by the
-    generation-0 sample variance, which is within a few % of the true 1."""
+def test_fit_summary_table(fitted):
+    """Every reported parameter of every cell is in the table, as an ordered interval.
+    (Recovery is tested statistically, over 20 seeds, in tests/models/test_recovery.py.)"""
     _, out = fitted
     params = {p["parameter"]: p for p in out["parameters"]}
-    for trait, truth in TRUTH.items():
-        for name, key in (("lambda", "lam"), ("gamma", "gamma"), ("v_mut", "v_mut")):
+    for trait in TRUTH:
+        for name in ("lambda", "gamma", "v_mut", "v_star"):
             p = params[f"{name}[cell=all/{trait}]"]
-            assert p["lo90"] <= truth[key] <= p["hi90"], (name, trait, p, truth[key])
+            assert p["lo90"] <= p["median"] <= p["hi90"], p
+    assert params["sigma_learn"]["lo90"] >= 0
 
 
 def test_fit_saves_posterior_with_provenance(fitted):
