@@ -14,6 +14,7 @@ demo: $(DEMO_VENV)/.installed
 	$(DEMO_VENV)/bin/qtrait validate $(RUN)
 	$(DEMO_VENV)/bin/qtrait summarize $(RUN)
 	$(DEMO_VENV)/bin/qtrait theory horizon --run $(RUN) --h2 0.9
+	$(DEMO_VENV)/bin/qtrait predict $(RUN) --from-generations 3
 
 $(DEMO_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(DEMO_VENV)
