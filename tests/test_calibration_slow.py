@@ -1,0 +1,97 @@
+"""Calibration of the Bayesian models (slow: `make test-slow`).
+
+Smaller versions of the two studies in analyses/, running their code:
+
+* analyses/horizon_calibration: 40 simulated tilt chains, forecasts from K = 3
+  generations scored against the realised horizon;
+* analyses/sbc: simulation-based calibration of the breeder model, 50 replications.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _analysis(name: str):
+    path = ROOT / "analyses" / name / "run.py"
+    spec = importlib.util.spec_from_file_location(f"analysis_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_horizon_forecast_calibration_40_chains():
+    """40 tilt chains at one CFG scale (1.6: one compilation), the analysis' other ranges.
+
+    Tolerances, from the binomial and multinomial sampling of 40 chains (the seeds are
+    fixed, so the test is deterministic; these bounds say how far from calibration a
+    result may be before it is a failure rather than chance):
+
+    * coverage of the 90% interval >= 31/40: P(X <= 30) = 0.005 for X ~ Bin(40, 0.9);
+      over-coverage is allowed (horizons are integers and the intervals include their
+      end points, so a calibrated forecast covers at least 90%);
+    * randomized PIT, 5 bins (8 expected per bin): chi-square p > 0.001;
+    * the forecast median's median absolute error is no worse than the better of the two
+      practitioners' baselines (linear and exponential extrapolation of the variance).
+    """
+    hc = _analysis("horizon_calibration")
+    cfg = hc.load_config()
+    cfg["cfg_scales"] = [1.6]
+    cfg["pit_bins"] = 5
+    records = hc.run_chains(cfg, range(40), log=lambda _: None)
+    s = hc.summarize(records, cfg)["all"]
+    assert s["n"] == 40
+    assert s["covered"] >= 31, s
+    assert s["pit_p"] > 1e-3, s
+    assert s["medae"]["median"] <= min(s["medae"]["linear"], s["medae"]["exponential"]), s
+
+
+#: breeder parameters whose SBC ranks are uniform (analyses/sbc/results.md); gamma,
+#: gamma_mu and sigma_learn are not (see the xfail test below)
+BREEDER_CALIBRATED = ("lambda[0]", "v_mut[0]", "log_lambda_mu", "v_mut_scale", "tau")
+BREEDER_KNOWN_BAD = ("gamma[0]", "gamma_mu", "sigma_learn")
+
+
+@pytest.fixture(scope="module")
+def breeder_sbc():
+    """SBC of the breeder model, 50 replications, ranks among 99 thinned draws."""
+    sbc = _analysis("sbc")
+    cfg = sbc.load_config()
+    res = sbc.run_sbc("breeder", cfg, 50, log=lambda _: None)
+    assert len(res["records"]) == 50
+    return sbc.uniformity(res["records"], cfg["breeder"]["parameters"], cfg["thin_to"], 5)
+
+
+def _assert_uniform(u: dict, names) -> None:
+    for name in names:
+        assert u[name]["p"] > 1e-3, (name, u[name])
+        assert abs(u[name]["mean_rank"] - 0.5) < 0.15, (name, u[name])
+
+
+@pytest.mark.slow
+def test_breeder_sbc_ranks_are_uniform(breeder_sbc):
+    """lambda and V_m of a cell, their population locations and tau: uniform ranks.
+
+    Under calibration each parameter's 5-bin rank histogram (10 expected per bin) passes
+    a chi-square test at 0.001 with probability 0.999, so all five pass with probability
+    >= 0.995; and the mean normalised rank of 50 uniform ranks has SD 0.041, so
+    |mean - 0.5| < 0.15 (3.7 SD) flags a posterior that sits systematically above or
+    below the truth.
+    """
+    _assert_uniform(breeder_sbc, BREEDER_CALIBRATED)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(reason="breeder without an unconditional probe: gamma and the free "
+                          "centre are weakly identified (gamma * centre ridge); divergent "
+                          "fits, R-hat up to 2, ranks of gamma, gamma_mu and sigma_learn "
+                          "pile up at 0 when gamma < 0 (analyses/sbc/results.md)",
+                   strict=False)
+def test_breeder_sbc_gamma_ranks_are_uniform(breeder_sbc):
+    _assert_uniform(breeder_sbc, BREEDER_KNOWN_BAD)
