@@ -87,7 +87,7 @@ def diagnose(idata, var_names) -> tuple[dict, list[str]]:
             "divergences": div, "ebfmi_min": ebfmi}
     advice = []
     if rhat > RHAT_MAX:
-        advice.append(f"R-hat {rhat:.3f} > {RHAT_MAX}: chains disagree; run more tuning "
+        advice.append(f"R-hat {rhat:.4f} > {RHAT_MAX}: chains disagree; run more tuning "
                       "(--tune) and draws (--draws), and check the model fits the data")
     if min(ess_bulk, ess_tail) < ESS_MIN:
         advice.append(f"ESS {min(ess_bulk, ess_tail):.0f} < {ESS_MIN}: too few effective "

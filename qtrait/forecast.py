@@ -66,8 +66,8 @@ class HorizonDistribution:
     def to_dict(self) -> dict:
         cdf = np.cumsum(self.pmf())
         return {"median": self.quantile(0.5), "lo90": self.quantile(0.05),
-                "hi90": self.quantile(0.95), "p_no_collapse": float(self.pmf()[-1]),
-                "p_collapse_by": [0.0] + [float(min(c, 1.0)) for c in cdf[:-1]],
+                "hi90": self.quantile(0.95), "p_no_collapse": round(float(self.pmf()[-1]), 6),
+                "p_collapse_by": [0.0] + [round(float(min(c, 1.0)), 6) for c in cdf[:-1]],
                 "observed": self.observed_at is not None}
 
 
@@ -108,21 +108,16 @@ def observed_horizons(cd, crit: Criteria, m_uncond: np.ndarray, upto: int | None
 
 def data_uncond_mean(cd, draws: dict | None = None) -> np.ndarray:
     """The unconditional mean used by the dilution criterion, per cell: the base model's
-    unconditional probe at generation 0 (else its mean over generations, else the
-    posterior median of the model's centre)."""
+    unconditional probe at generation 0 (else its mean over generations). Without
+    unconditional probes it is NaN and dilution is not assessed (theory.md section 3: it
+    needs the unconditional moments; a fitted centre is too weakly identified)."""
     u = cd.sets["probe_uncond"]
     if np.isfinite(u.mean[0]).all():
         return u.mean[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # no probes: all NaN
         m = np.nanmean(u.mean, axis=0)
-    if np.isfinite(m).all():
-        return m
-    if draws is not None:
-        for key in ("m_uncond", "center"):
-            if key in draws:
-                return np.median(draws[key], axis=0)
-    return np.full(cd.J, np.nan)
+    return m
 
 
 @dataclass

@@ -13,6 +13,7 @@ fraction) and the width of the prior predictive variance ratio at the last gener
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -34,9 +35,15 @@ def prior_predictive_check(spec, run, generations=None, draws: int = 500, seed: 
     cd = chain_data([fit_data(r, generations) for r in runs])
     spec.check(cd)
     model = spec.build(cd)
-    with model, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prior = pm.sample_prior_predictive(draws, random_seed=seed).prior
+    log = logging.getLogger("pymc")
+    level = log.level
+    log.setLevel(logging.WARNING)          # not PyMC's "Sampling: [...]" line
+    try:
+        with model, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            prior = pm.sample_prior_predictive(draws, random_seed=seed).prior
+    finally:
+        log.setLevel(level)
     S = prior.sizes["chain"] * prior.sizes["draw"]
     d = {k: v.values.reshape((S,) + v.shape[2:]) for k, v in prior.data_vars.items()}
     rng = np.random.default_rng(seed)

@@ -238,7 +238,8 @@ def backtest_cmd(
         raise QtraitError("backtest needs generations after the first K to score against")
     fc = forecast(result, crit, seed=seed)
     out = {"run": str(run), "model": result.model, **backtest(fc, opened, crit),
-           "diagnostics": result.diagnostics}
+           "diagnostics": result.diagnostics, "warnings": result.warnings,
+           "posterior": str(result.path)}
     if json_out:
         print_json(out)
         return
@@ -254,6 +255,8 @@ def backtest_cmd(
     typer.echo(f"baselines (run, variance): linear {b['linear']}, exponential "
                f"{b['exponential']}")
     typer.echo(_diag_line(result.diagnostics))
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
 
 
 def compare_cmd(

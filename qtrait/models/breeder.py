@@ -39,14 +39,15 @@ DEFAULT_PRIORS = {
 }
 
 
-def uncond_center(cd: ChainData) -> np.ndarray | None:
-    """Per cell, the unconditional probes' mean over generations; None without probes."""
+def uncond_center(cd: ChainData, upto: int | None = None) -> np.ndarray | None:
+    """Per cell, the unconditional probes' mean over generations < upto; None without
+    probes."""
     if not cd.has("probe_uncond"):
         return None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # a cell without probes: NaN
         c = np.nanmean(np.where(cd.valid("probe_uncond"), cd.sets["probe_uncond"].mean,
-                                np.nan), axis=0)
+                                np.nan)[:upto], axis=0)
     return c if np.all(np.isfinite(c)) else None
 
 
@@ -66,6 +67,13 @@ class BreederSpec(ModelSpec):
 
     def design_constants(self, cd: ChainData) -> tuple:
         return (uncond_center(cd) is None,)
+
+    def arrays(self, cd: ChainData, upto: int | None = None) -> dict[str, np.ndarray]:
+        out = super().arrays(cd, upto)
+        center = uncond_center(cd, upto)
+        if center is not None:   # data, not a graph constant: a reused model gets its own
+            out["data_center"] = center
+        return out
 
     # the three pooled cell parameters; hier overrides the population locations
     def cell_parameters(self, cd: ChainData, locs=None):
@@ -101,7 +109,7 @@ class BreederSpec(ModelSpec):
                              dims="cell")
             sigma = pm.HalfNormal("sigma_learn", p["sigma_learn"])
             tau = pm.HalfNormal("tau", p["tau"])
-            center = uncond_center(cd)
+            center = D.get("center")
             if center is None:
                 center = pm.Normal("center", *p["center"], dims="cell")
             # row 0 (generation 0, the real data) is not modelled: the layout never reads it

@@ -28,7 +28,8 @@ from .data import ChainData
 
 DEFAULT_PRIORS = dict(BREEDER_PRIORS)
 DEFAULT_PRIORS.update({
-    "coef": 0.5,            # Normal(0, .) per standardised design coefficient
+    "coef": 0.5,            # Normal(0, .) per design coefficient (per unit of a centred
+                            # covariate: per unit of w for cfg_scale, per 1.0 of p_drop)
     "replicate_sd": 0.2,    # HalfNormal: run-to-run spread at a fixed design (seeds)
     "log_v_mut_scale": (np.log(0.1), 1.0),   # Normal: intercept of the log V_m scale
 })
