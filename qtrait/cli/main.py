@@ -30,34 +30,37 @@ simcmd.register(app)
 fitcmd.register(app)
 
 
-@app.command("chain", add_help_option=False,
-             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+_FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _forward(command: str, module: str, args: list[str]) -> None:
+    """Run a chain_runner command line, importing torch only now."""
+    import importlib
+
+    try:
+        entry = importlib.import_module(module).main
+    except ImportError as exc:
+        raise QtraitError(f"qtrait {command} needs the chain runner ({exc.name} is missing)",
+                          hint="pip install 'qtrait[chain]'") from None
+    code = entry(args)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("chain", add_help_option=False, context_settings=_FORWARD)
 def chain_cmd(ctx: typer.Context) -> None:
     """Run and resume chains: `qtrait chain run CONFIG --out RUN`, `qtrait chain resume
     RUN` (needs the chain extra; see `qtrait chain --help`)."""
-    try:
-        from chain_runner.cli import main as chain_main
-    except ImportError as exc:
-        raise QtraitError(f"qtrait chain needs the chain runner ({exc.name} is missing)",
-                          hint="pip install 'qtrait[chain]'") from None
-    code = chain_main(list(ctx.args))
-    if code:
-        raise typer.Exit(code)
+    _forward("chain", "chain_runner.cli", list(ctx.args))
 
 
-@app.command("traits", add_help_option=False,
-             context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command("traits", add_help_option=False, context_settings=_FORWARD)
 def traits_cmd(ctx: typer.Context) -> None:
     """Traits of chains run with other tools: `qtrait traits extract CHAIN_DIR --out RUN`
     (needs the chain extra; see `qtrait traits --help`)."""
-    try:
-        from chain_runner.traits_cli import main as traits_main
-    except ImportError as exc:
-        raise QtraitError(f"qtrait traits needs the chain runner ({exc.name} is missing)",
-                          hint="pip install 'qtrait[chain]'") from None
-    code = traits_main(list(ctx.args))
-    if code:
-        raise typer.Exit(code)
+    _forward("traits", "chain_runner.traits_cli", list(ctx.args))
+
+
 theorycmd.register(app)
 envcmd.register(app)
 

@@ -45,6 +45,25 @@ def g0_var(run, trait):
     return float(run.table(0, "guided")[trait].var(ddof=1))
 
 
+def tilt_traits(rng, k: int) -> tuple[TraitTruth, ...]:
+    """Random true h2 and V_m per trait; the base model reproduces the data (m_b = 0,
+    V_b = 1), the unconditional branch is wider and offset."""
+    return tuple(TraitTruth(f"t{i}", h2=rng.uniform(0.6, 0.95), v_mut=rng.uniform(0.0, 0.1),
+                            m_base=0.0, v_base=1.0, m_uncond=rng.uniform(-1.5, -0.5),
+                            v_uncond=rng.uniform(1.5, 3.0)) for i in range(k))
+
+
+def fit_and_cover(run, model, traits) -> list[bool]:
+    """Coverage of h2, kappa (the simulator guides with exactly w: kappa = 1) and V_m."""
+    post = fit(run, model, SETTINGS, save=False).idata.posterior
+    hits = []
+    for t in traits:
+        cell = f"all/{t.name}"
+        hits += [covered(post, "h2", cell, t.h2), covered(post, "kappa", cell, 1.0),
+                 covered(post, "v_mut", cell, t.v_mut / g0_var(run, t.name))]
+    return hits
+
+
 def test_breeder_recovery(tmp_path):
     hits = []
     for seed in range(SEEDS):
@@ -69,21 +88,12 @@ def test_tilt_recovery(tmp_path):
     """h2, kappa (the simulator guides with exactly w: kappa = 1) and V_m."""
     hits = []
     for seed in range(SEEDS):
-        rng = np.random.default_rng(200 + seed)
-        traits = tuple(TraitTruth(f"t{k}", h2=rng.uniform(0.6, 0.95),
-                                  v_mut=rng.uniform(0.0, 0.1), m_base=0.0, v_base=1.0,
-                                  m_uncond=rng.uniform(-1.5, -0.5),
-                                  v_uncond=rng.uniform(1.5, 3.0))
-                       for k in range(3))
+        traits = tilt_traits(np.random.default_rng(200 + seed), 3)
         truth = ChainTruth(traits=traits, model="tilt", generations=6, images=400,
                            probe_w1=100, probe_uncond=100,
                            guidance=GuidanceSchedule("constant", 2.5), seed=seed)
         run = open_run(write_simulated_run(tmp_path / f"t{seed}", truth))
-        post = fit(run, "tilt", SETTINGS, save=False).idata.posterior
-        for t in traits:
-            cell = f"all/{t.name}"
-            hits += [covered(post, "h2", cell, t.h2), covered(post, "kappa", cell, 1.0),
-                     covered(post, "v_mut", cell, t.v_mut / g0_var(run, t.name))]
+        hits += fit_and_cover(run, "tilt", traits)
     assert_coverage(hits)
 
 
@@ -95,21 +105,12 @@ def test_exact_recovery(tmp_path):
 
     hits = []
     for seed in range(SEEDS):
-        rng = np.random.default_rng(300 + seed)
-        traits = tuple(TraitTruth(f"t{k}", h2=rng.uniform(0.6, 0.95),
-                                  v_mut=rng.uniform(0.0, 0.1), m_base=0.0, v_base=1.0,
-                                  m_uncond=rng.uniform(-1.5, -0.5),
-                                  v_uncond=rng.uniform(1.5, 3.0))
-                       for k in range(2))
+        traits = tilt_traits(np.random.default_rng(300 + seed), 2)
         truth = ChainTruth(traits=traits, model="exact", generations=6, images=400,
                            probe_w1=100, probe_uncond=100, sampler=Sampler("ddim", 10),
                            guidance=GuidanceSchedule("linear", 4.0), seed=seed)
         run = open_run(write_simulated_run(tmp_path / f"e{seed}", truth))
-        post = fit(run, "exact", SETTINGS, save=False).idata.posterior
-        for t in traits:
-            cell = f"all/{t.name}"
-            hits += [covered(post, "h2", cell, t.h2), covered(post, "kappa", cell, 1.0),
-                     covered(post, "v_mut", cell, t.v_mut / g0_var(run, t.name))]
+        hits += fit_and_cover(run, "exact", traits)
     assert_coverage(hits)
 
 
