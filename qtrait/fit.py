@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -199,7 +200,7 @@ def fit(runs, model: str = "breeder", settings: SamplerSettings = SamplerSetting
     if save:
         path = layout.fit_path(runs[0].root, spec.name, h)
         path.parent.mkdir(exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")   # concurrent fits of a run
         idata.to_netcdf(str(tmp))
         tmp.replace(path)
     return FitResult(idata, diag, advice, excluded, path, h, spec.name, cd, spec)
