@@ -60,18 +60,24 @@ BREEDER_KNOWN_BAD = ("gamma[0]", "gamma_mu", "sigma_learn")
 
 @pytest.fixture(scope="module")
 def breeder_sbc():
-    """SBC of the breeder model, 50 replications, ranks among 99 thinned draws."""
+    """SBC of the breeder model, 50 replications, ranks among 99 thinned draws:
+    (per-parameter 5-bin uniformity, per-parameter ranks)."""
     sbc = _analysis("sbc")
     cfg = sbc.load_config()
     res = sbc.run_sbc("breeder", cfg, 50, log=lambda _: None)
     assert len(res["records"]) == 50
-    return sbc.uniformity(res["records"], cfg["breeder"]["parameters"], cfg["thin_to"], 5)
+    names = cfg["breeder"]["parameters"]
+    ranks = {n: [r["ranks"][n] for r in res["records"]] for n in names}
+    return sbc.uniformity(res["records"], names, cfg["thin_to"], 5), ranks, cfg["thin_to"]
 
 
-def _assert_uniform(u: dict, names) -> None:
+def _assert_uniform(sbc_result, names) -> None:
+    u, ranks, L = sbc_result
     for name in names:
         assert u[name]["p"] > 1e-3, (name, u[name])
         assert abs(u[name]["mean_rank"] - 0.5) < 0.15, (name, u[name])
+        extreme = sum(r in (0, L) for r in ranks[name])
+        assert extreme <= 5, (name, extreme, u[name])
 
 
 @pytest.mark.slow
@@ -82,7 +88,9 @@ def test_breeder_sbc_ranks_are_uniform(breeder_sbc):
     a chi-square test at 0.001 with probability 0.999, so all five pass with probability
     >= 0.995; and the mean normalised rank of 50 uniform ranks has SD 0.041, so
     |mean - 0.5| < 0.15 (3.7 SD) flags a posterior that sits systematically above or
-    below the truth.
+    below the truth; a rank of 0 or 99 (every posterior draw on one side of the truth)
+    has probability 0.02, so more than 5 of 50 (P = 5e-4) flags a posterior that misses
+    the truth altogether.
     """
     _assert_uniform(breeder_sbc, BREEDER_CALIBRATED)
 
@@ -90,8 +98,10 @@ def test_breeder_sbc_ranks_are_uniform(breeder_sbc):
 @pytest.mark.slow
 @pytest.mark.xfail(reason="breeder without an unconditional probe: gamma and the free "
                           "centre are weakly identified (gamma * centre ridge); divergent "
-                          "fits, R-hat up to 2, ranks of gamma, gamma_mu and sigma_learn "
-                          "pile up at 0 when gamma < 0 (analyses/sbc/results.md)",
+                          "fits, R-hat up to 2; 12-15% of the ranks of gamma, gamma_mu "
+                          "and sigma_learn are 0 or 99 (2% expected), mostly when "
+                          "gamma < 0 (analyses/sbc/results.md). Not strict: 50 "
+                          "replications detect it with probability ~0.75",
                    strict=False)
 def test_breeder_sbc_gamma_ranks_are_uniform(breeder_sbc):
     _assert_uniform(breeder_sbc, BREEDER_KNOWN_BAD)
