@@ -260,7 +260,8 @@ def uniformity(records: list[dict], names, L: int, bins: int) -> dict:
         r = np.array([rec["ranks"][name] for rec in records])
         counts = np.histogram(r, bins=bins, range=(0, L + 1))[0]
         out[name] = {"counts": counts.tolist(), "p": float(stats.chisquare(counts).pvalue),
-                     "mean_rank": float(r.mean() / L)}
+                     "mean_rank": float(r.mean() / L),
+                     "extreme": float(np.mean((r == 0) | (r == L)))}
     return out
 
 
@@ -324,14 +325,27 @@ def report(results: dict, cfg: dict) -> str:
                   f"{sum(d['divergences'] > 0 for d in diag)}, median min bulk ESS "
                   f"{np.median([d['ess_bulk_min'] for d in diag]):.0f}; median "
                   f"{np.median(secs):.1f} s per fit (total {sum(secs) / 60:.0f} min).", "",
-                  "| parameter | rank counts | mean rank | chi-square p |", "|---|---|---|---|"]
+                  "| parameter | rank counts | mean rank | ranks 0 or max (2% expected) | "
+                  "chi-square p |", "|---|---|---|---|---|"]
         for name, v in uniformity(recs, mcfg["parameters"], L, B).items():
-            lines.append(f"| {name} | {v['counts']} | {v['mean_rank']:.3f} | {v['p']:.3g} |")
+            lines.append(f"| {name} | {v['counts']} | {v['mean_rank']:.3f} | "
+                         f"{v['extreme']:.1%} | {v['p']:.3g} |")
         lines.append("")
     lines += [f"Figure: `{cfg['figure']}`.", "",
               f"Machine: {platform.machine()}, Python {sys.version.split()[0]}, qtrait "
               f"{qtrait.__version__}; a shared 2-core machine.", ""]
     return "\n".join(lines)
+
+
+MARKER = "<!-- hand-written discussion below: kept when run.py rewrites this file -->"
+
+
+def write_results(text: str) -> None:
+    """Write results.md, keeping the hand-written discussion after MARKER."""
+    path = HERE / "results.md"
+    old = path.read_text() if path.exists() else ""
+    tail = old[old.index(MARKER):] if MARKER in old else MARKER + "\n"
+    path.write_text(text + "\n" + tail)
 
 
 def main(argv=None) -> None:
@@ -358,7 +372,7 @@ def main(argv=None) -> None:
         results[m] = {"records": recs, "rejected": rej, "tried": last + 1}
     figure(results, cfg, ROOT / cfg["figure"])
     text = report(results, cfg)
-    (HERE / "results.md").write_text(text)
+    write_results(text)
     print(text)
 
 
