@@ -39,6 +39,7 @@ $(TEST_VENV)/.installed: pyproject.toml
 bench: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python bench/bench_import_summarize.py
 	$(TEST_VENV)/bin/python bench/bench_chain.py
+	$(TEST_VENV)/bin/python bench/bench_fit.py
 
 ## examples: regenerate the shipped example runs in data/runs (the chains need torch)
 examples: $(TEST_VENV)/.installed

@@ -1,0 +1,281 @@
+"""Benchmark: `qtrait fit` (default sampler settings) against a naive per-image PyMC model.
+
+The run: a simulated 10-generation chain, 16 traits, 3 sets (1,000 guided images, probes
+of 125 at w = 1 and unconditional) per generation. For each model (``breeder``, ``tilt``;
+``exact`` with ``--with-exact``), one fresh Python process:
+
+1. cold: imports qtrait, opens the run and fits it with the default ``SamplerSettings``
+   (nutpie, 4 chains x 1,000 draws after 1,000 tuning, target accept 0.9): compilation
+   included. PyTensor's and numba's disk caches are whatever this machine holds unless
+   ``--cold-caches`` points them at empty folders (it makes no difference as measured:
+   nutpie's numba code is compiled in the process, not cached on disk);
+2. warm: fits the same run again with another seed in the same process: the compiled
+   model is reused with the new data, as in any second fit of the same layout.
+
+Baseline, in its own fresh process: the naive way to write the breeder model, per image.
+Same structure and priors (per trait: V_t = lambda s2_{t-1} + V_m,
+mu_t = c + (1 + gamma)(zbar_{t-1} - c), log lambda, gamma and V_m partially pooled over the
+traits, c the unconditional probes' mean), but a likelihood over every guided image of
+generations 1..9, y ~ Normal(mu_t, sqrt(V_t)) (9 x 1,000 x 16 = 144,000 observations),
+sampled by ``pm.sample`` (PyMC's NUTS, C backend) with the same settings and cores=2.
+``--naive-tune`` and ``--naive-draws`` shorten it (for a quick look): its sampling time is
+then scaled to 1,000 + 1,000 per chain in proportion to leapfrog steps (gradient
+evaluations dominate), each phase by its own steps per iteration, and the output says so.
+Short tuning leaves the naive model badly adapted (trajectories at the maximum tree depth),
+so keep ``--naive-tune`` at 1,000 for a fair figure. The same process times one
+log-density-and-gradient evaluation of the naive model and of qtrait's breeder graph,
+both on PyTensor's C backend: the cost ratio per gradient, free of sampler differences.
+
+Targets on the 2-core development machine: ``breeder`` warm under 10 s and at least 10x
+faster than the naive model; ``tilt`` warm under 30 s.
+
+    python bench/bench_fit.py [--with-exact] [--repeats R] [--cold-caches]
+                              [--naive-tune N] [--naive-draws N] [--skip-naive]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from _measure import measure  # noqa: E402  (bench/ is on sys.path when run as a script)
+
+MAKE_RUN = """
+import numpy as np
+from qtrait.simulate import ChainTruth, TraitTruth, write_simulated_run
+from qtrait.theory.schedules import GuidanceSchedule
+rng = np.random.default_rng(1)
+traits = tuple(TraitTruth(f"t{{k}}", h2=float(rng.uniform(0.8, 0.98)), m_base=0.0, v_base=1.0,
+               m_uncond=float(rng.uniform(-1.5, -0.5)), v_uncond=float(rng.uniform(1.5, 3)),
+               v_mut=float(rng.uniform(0, 0.05))) for k in range({traits}))
+truth = ChainTruth(traits=traits, model="tilt", generations={generations}, images={images},
+                   probe_w1={probe}, probe_uncond={probe},
+                   guidance=GuidanceSchedule("constant", 2.0), seed=3)
+write_simulated_run({run!r}, truth)
+"""
+
+# one fresh process: cold fit, then a warm fit (same layout, another seed)
+FIT = """
+import json, resource, time, warnings
+warnings.simplefilter("ignore")
+t0 = time.perf_counter()
+from qtrait.fit import SamplerSettings, fit
+from qtrait.rundir import open_run
+t_import = time.perf_counter() - t0
+run = open_run({run!r})
+t1 = time.perf_counter()
+r = fit(run, {model!r}, SamplerSettings(), save=False)
+t2 = time.perf_counter()
+peak_cold = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+r2 = fit(run, {model!r}, SamplerSettings(seed=1), save=False)
+t3 = time.perf_counter()
+json.dump({{"import_s": t_import, "cold_fit_s": t2 - t1, "cold_total_s": t2 - t0,
+           "warm_s": t3 - t2, "peak_cold_mib": peak_cold,
+           "diag_cold": r.diagnostics, "diag_warm": r2.diagnostics}}, open({out!r}, "w"))
+"""
+
+# one fresh process: gradient costs (naive and qtrait's breeder graph), then the naive fit
+NAIVE = """
+import json, resource, time, warnings
+warnings.simplefilter("ignore")
+t0 = time.perf_counter()
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from qtrait.models import chain_data, fit_data, get_spec
+from qtrait.models.breeder import DEFAULT_PRIORS as P
+from qtrait.rundir import open_run
+
+run = open_run({run!r})
+traits, gens = run.traits, run.select_generations(None)
+raw = np.stack([run.table(g, "guided")[traits].to_numpy(float) for g in gens])  # (G, N, K)
+c0, s0 = raw[0].mean(0), raw[0].std(0, ddof=1)   # generation-0 guided units, as qtrait
+guided = (raw - c0) / s0
+center = np.mean([((run.table(g, "probe_uncond")[traits].to_numpy(float) - c0) / s0).mean(0)
+                  for g in gens], axis=0)
+prev_mean, prev_var = guided[:-1].mean(1), guided[:-1].var(1, ddof=1)
+y = guided[1:]                                   # every guided image of generations 1..G-1
+K = len(traits)
+with pm.Model() as naive:
+    def pooled(name, loc, sd):
+        return (pm.Normal(f"{{name}}_mu", *loc)
+                + pm.HalfNormal(f"{{name}}_sd", sd) * pm.Normal(f"{{name}}_z", 0, 1, shape=K))
+    lam = pt.exp(pooled("log_lambda", P["log_lambda_mu"], P["log_lambda_sd"]))
+    gamma = pooled("gamma", P["gamma_mu"], P["gamma_sd"])
+    v_mut = (pm.HalfNormal("v_mut_scale", P["v_mut_scale"])
+             * pm.HalfNormal("v_mut_z", 1.0, shape=K))
+    V = lam * prev_var + v_mut
+    mu = center + (1 + gamma) * (prev_mean - center)
+    pm.Normal("y", mu[:, None, :], pt.sqrt(V)[:, None, :], observed=y)
+
+
+def grad_cost(model, seconds=2.0):
+    fn = model.logp_dlogp_function(ravel_inputs=True)
+    fn.set_extra_values({{}})
+    x = np.concatenate([np.ravel(v) for v in model.initial_point().values()])
+    fn(x)
+    n, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
+        fn(x)
+        n += 1
+    return (time.perf_counter() - t) / n
+
+
+cd = chain_data([fit_data(run)])
+spec = get_spec("breeder")
+g_naive, g_breeder = grad_cost(naive), grad_cost(spec.build(cd))
+t1 = time.perf_counter()
+with naive:
+    idata = pm.sample(draws={draws}, tune={tune}, chains=4, cores=2, target_accept=0.9,
+                      random_seed=0, progressbar=False, compute_convergence_checks=False,
+                      discard_tuned_samples=False)
+t2 = time.perf_counter()
+from qtrait.fit import diagnose
+diag, _ = diagnose(idata, [v.name for v in naive.free_RVs])
+json.dump({{"y_size": int(y.size), "setup_s": t1 - t0, "sample_s": t2 - t1,
+           "grad_naive_s": g_naive, "grad_breeder_s": g_breeder,
+           "steps_tune": int(idata.warmup_sample_stats["n_steps"].sum()),
+           "steps_draw": int(idata.sample_stats["n_steps"].sum()), "diag": diag,
+           "peak_children_mib":
+               resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}},
+          open({out!r}, "w"))
+"""
+
+
+def best(runs: list[dict], key: str) -> dict:
+    return min(runs, key=lambda r: r[key])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--with-exact", action="store_true",
+                    help="also the exact model (compiles for minutes)")
+    ap.add_argument("--naive-tune", type=int, default=1000,
+                    help="tuning steps per chain of the naive model (time scaled to 1,000)")
+    ap.add_argument("--naive-draws", type=int, default=1000,
+                    help="draws per chain of the naive model (time scaled to 1,000)")
+    ap.add_argument("--repeats", type=int, default=1,
+                    help="repeat every measurement; report the fastest (busy machines)")
+    ap.add_argument("--cold-caches", action="store_true",
+                    help="point PyTensor's compiledir and numba's cache at empty folders")
+    ap.add_argument("--skip-naive", action="store_true",
+                    help="only the qtrait fits (no baseline, no ratio)")
+    ap.add_argument("--generations", type=int, default=10)
+    ap.add_argument("--images", type=int, default=1000)
+    ap.add_argument("--traits", type=int, default=16)
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="qtrait-bench-fit-"))
+    try:
+        run = str(tmp / "run")
+        measure(MAKE_RUN.format(traits=args.traits, generations=args.generations,
+                                images=args.images, probe=args.images // 8, run=run))
+        models = ["breeder", "tilt"] + (["exact"] if args.with_exact else [])
+        results = {}
+        for model in models:
+            reps = []
+            for i in range(args.repeats):
+                if args.cold_caches:   # a fresh, empty cache for every cold fit
+                    cache = tmp / f"cache_{model}_{i}"
+                    os.environ["PYTENSOR_FLAGS"] = f"compiledir={cache / 'pytensor'}"
+                    os.environ["NUMBA_CACHE_DIR"] = str(cache / "numba")
+                out = tmp / f"{model}_{i}.json"
+                m = measure(FIT.format(run=run, model=model, out=str(out)))
+                reps.append({**json.loads(out.read_text()), "peak_mib": m["peak_mib"]})
+            results[model] = {"cold": best(reps, "cold_total_s"), "warm": best(reps, "warm_s"),
+                              "peak_mib": max(r["peak_mib"] for r in reps)}
+        if args.cold_caches:
+            os.environ.pop("PYTENSOR_FLAGS", None)
+            os.environ.pop("NUMBA_CACHE_DIR", None)
+        naive = None
+        if not args.skip_naive:
+            reps = []
+            for i in range(args.repeats):
+                out = tmp / f"naive_{i}.json"
+                m = measure(NAIVE.format(run=run, tune=args.naive_tune,
+                                         draws=args.naive_draws, out=str(out)))
+                reps.append({**json.loads(out.read_text()), "peak_mib": m["peak_mib"]})
+            naive = best(reps, "sample_s")
+            naive["peak_mib"] = max(r["peak_mib"] for r in reps)
+            # scale each phase to 1,000 iterations per chain, by its share of leapfrog steps
+            st, sd = naive["steps_tune"], naive["steps_draw"]
+            naive["scale"] = (st * 1000 / args.naive_tune + sd * 1000 / args.naive_draws) \
+                / (st + sd)
+            naive["wall_s"] = naive["setup_s"] + naive["sample_s"] * naive["scale"]
+        report(args, results, naive)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(args, results: dict, naive: dict | None) -> None:
+    n_probe = args.images // 8
+    print(f"run: {args.generations} generations x {args.traits} traits x 3 sets "
+          f"({args.images} guided images, probes of {n_probe} + {n_probe}); "
+          f"sampler: nutpie, 4 chains x 1000 draws after 1000 tuning, target accept 0.9")
+    print("disk caches (PyTensor compiledir, numba): "
+          + ("empty (--cold-caches)" if args.cold_caches else "as found on this machine")
+          + (f"; best of {args.repeats} runs" if args.repeats > 1 else "") + "\n")
+    nw = naive["wall_s"] if naive else None
+    print(f"{'model':<9}{'import s':>9}{'cold s':>9}{'warm s':>9}{'peak MiB':>10}"
+          f"{'naive s':>10}{'naive/warm':>12}{'warm ESS':>10}{'div':>5}")
+    for model, r in results.items():
+        c, w = r["cold"], r["warm"]
+        print(f"{model:<9}{c['import_s']:>9.1f}{c['cold_total_s']:>9.1f}{w['warm_s']:>9.1f}"
+              f"{r['peak_mib']:>10.0f}"
+              + (f"{nw:>10.1f}{nw / w['warm_s']:>11.1f}x" if naive else f"{'-':>10}{'-':>12}")
+              + f"{w['diag_warm']['ess_bulk_min']:>10.0f}{w['diag_warm']['divergences']:>5}")
+    print("\ncold s: a fresh process from `import qtrait` to the end of the first fit "
+          "(import s, compilation and sampling);\nwarm s: a second fit, same process, same "
+          "layout, another seed (compiled model reused). warm ESS: min bulk ESS, warm fit.\n"
+          "naive s: the per-image breeder model below, the same in every row (the breeder "
+          "ratio is like for like; the others are for scale only).")
+    if naive:
+        print(f"\nnaive baseline: per-image breeder model in PyMC, {naive['y_size']:,} "
+              f"observations, pm.sample (NUTS, C backend), 4 chains, cores=2, "
+              f"target accept 0.9")
+        if (args.naive_tune, args.naive_draws) != (1000, 1000):
+            print(f"  SCALED: measured with {args.naive_tune} tuning + {args.naive_draws} "
+                  f"draws per chain, sampling {naive['sample_s']:.1f} s; scaled "
+                  f"x{naive['scale']:.2f} to 1000 + 1000 by leapfrog steps per phase "
+                  f"(an estimate, not a measurement)")
+        print(f"  setup (imports, data, graph, gradient timing) {naive['setup_s']:.1f} s + "
+              f"sampling {naive['sample_s'] * naive['scale']:.1f} s = {naive['wall_s']:.1f} s; "
+              f"peak {naive['peak_mib']:.0f} MiB (+ {naive['peak_children_mib']:.0f} MiB per "
+              f"sampling worker)")
+        d = naive["diag"]
+        print(f"  leapfrog steps per iteration: tuning "
+              f"{naive['steps_tune'] / (4 * args.naive_tune):.0f}, draws "
+              f"{naive['steps_draw'] / (4 * args.naive_draws):.0f}; min bulk ESS "
+              f"{d['ess_bulk_min']:.0f}; R-hat max {d['rhat_max']:.3f}; divergences "
+              f"{d['divergences']}")
+        if "breeder" in results:
+            bw = results["breeder"]["warm"]
+            pe_n = naive["wall_s"] / d["ess_bulk_min"]
+            pe_b = bw["warm_s"] / bw["diag_warm"]["ess_bulk_min"]
+            print(f"  seconds per effective draw (wall / min bulk ESS): naive {pe_n:.3f}, "
+                  f"breeder warm {pe_b:.4f} ({pe_n / pe_b:.0f}x; the breeder also samples "
+                  f"sigma_learn and tau)")
+        gn, gb = naive["grad_naive_s"], naive["grad_breeder_s"]
+        print(f"  one log-density + gradient evaluation (PyTensor C backend): naive "
+              f"{gn * 1e6:.0f} us, qtrait breeder graph {gb * 1e6:.0f} us ({gn / gb:.0f}x)")
+    print("\ntargets:")
+    checks = []
+    if "breeder" in results:
+        bw = results["breeder"]["warm"]["warm_s"]
+        checks.append((f"breeder warm {bw:.1f} s < 10 s", bw < 10))
+        if naive:
+            checks.append((f"breeder >= 10x faster than naive ({nw / bw:.0f}x)",
+                           nw / bw >= 10))
+    if "tilt" in results:
+        tw = results["tilt"]["warm"]["warm_s"]
+        checks.append((f"tilt warm {tw:.1f} s < 30 s", tw < 30))
+    for text, ok in checks:
+        print(f"  {'met    ' if ok else 'NOT MET'}  {text}")
+
+
+if __name__ == "__main__":
+    main()
