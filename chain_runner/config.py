@@ -253,14 +253,19 @@ def _check_types(cls, values: dict[str, Any], where: str) -> None:
                               f"got {value!r}")
 
 
-def load_config(path: str | Path) -> ChainConfig:
+def read_toml(path: str | Path, what: str) -> dict:
+    """A TOML file as a dict; a missing or malformed file is a clear one-line error."""
     path = Path(path)
     if not path.is_file():
-        raise QtraitError(f"no such chain config: {path}")
+        raise QtraitError(f"no such {what}: {path}")
     try:
-        raw = tomllib.loads(path.read_text("utf-8"))
+        return tomllib.loads(path.read_text("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise QtraitError(f"cannot parse {path}: {exc}") from None
+
+
+def load_config(path: str | Path) -> ChainConfig:
+    raw = read_toml(path, "chain config")
     try:
         return config_from_dict(raw)
     except TypeError as exc:

@@ -23,14 +23,13 @@ import copy
 import itertools
 import json
 import os
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from qtrait.errors import QtraitError
 
-from .config import ChainConfig, config_from_dict
+from .config import ChainConfig, config_from_dict, read_toml
 
 SWEEP_KEYS = {"name", "engine", "address", "cpus", "gpus_per_chain", "base_config", "base",
               "grid"}
@@ -56,21 +55,13 @@ def _set(d: dict, dotted: str, value: Any) -> None:
 
 def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
-    if not path.is_file():
-        raise QtraitError(f"no such sweep file: {path}")
-    try:
-        raw = tomllib.loads(path.read_text("utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise QtraitError(f"cannot parse {path}: {exc}") from None
+    raw = read_toml(path, "sweep file")
     bad = [k for k in raw if k not in SWEEP_KEYS]
     if bad:
         raise QtraitError(f"unknown sweep key(s) {bad}", hint=f"known: {sorted(SWEEP_KEYS)}")
     base: dict = dict(raw.get("base", {}))
     if "base_config" in raw:
-        bpath = (path.parent / raw["base_config"])
-        if not bpath.is_file():
-            raise QtraitError(f"no such base config: {bpath}")
-        base = {**tomllib.loads(bpath.read_text("utf-8")), **base}
+        base = {**read_toml(path.parent / raw["base_config"], "base config"), **base}
     grid = raw.get("grid", {})
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise QtraitError("[grid] must map chain-config keys to non-empty lists of values")

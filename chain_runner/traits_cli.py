@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Optional
 
@@ -36,17 +35,12 @@ def extract_cmd(
     """Turn a folder of generation folders (from any tool) into a run directory."""
     import dataclasses
 
-    from .config import FeaturesConfig, _check_types, check_features
+    from .config import FeaturesConfig, _check_types, check_features, read_toml
     from .extract import extract_traits
 
     raw: dict = {}
     if config is not None:
-        if not config.is_file():
-            raise QtraitError(f"no such config: {config}")
-        try:
-            raw = tomllib.loads(config.read_text("utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise QtraitError(f"cannot parse {config}: {exc}") from None
+        raw = read_toml(config, "config")
         bad = [k for k in raw if k not in ("features", "design")]
         if bad:
             raise QtraitError(f"unknown table(s) {bad} in {config}; expected features, design")

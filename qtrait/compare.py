@@ -26,20 +26,11 @@ from .errors import QtraitError
 LFO_START = 2   # first training window: generations 0..2
 
 
-def _np_ll(x_mean, x_var, n, kurt, mean, var):
-    """The models' log-likelihood of one set's (mean, variance) in numpy."""
-    ll = -0.5 * (np.log(2 * np.pi) + np.log(var / n) + (x_mean - mean) ** 2 / (var / n))
-    rel = 2.0 / (n - 1.0) + kurt / n
-    alpha = 1.0 / rel
-    beta = alpha / var
-    return ll + alpha * np.log(beta) - special.gammaln(alpha) + (alpha - 1) * np.log(x_var) \
-        - beta * x_var
-
-
 def one_step_elpd(result, t_next: int, seed: int = 0) -> tuple[float, int]:
     """Log predictive density of generation ``t_next``'s guided set (all cells), from a
     fit on generations < t_next: per cell log mean over draws, summed."""
     from .forecast import posterior_draws
+    from .models.base import set_loglik
 
     cd, spec = result.data, result.spec
     draws = posterior_draws(result.idata, max_draws=1000)
@@ -48,8 +39,9 @@ def one_step_elpd(result, t_next: int, seed: int = 0) -> tuple[float, int]:
     g = cd.sets["guided"]
     ok = np.isfinite(g.mean[t_next]) & np.isfinite(g.var[t_next]) & (g.var[t_next] > 0)
     with np.errstate(all="ignore"):
-        ll = _np_ll(g.mean[t_next], g.var[t_next], g.n[t_next], g.kurt[t_next],
-                    fwd["guided_mean"][:, 0], fwd["guided_var"][:, 0])     # (S, J)
+        ll = set_loglik(g.mean[t_next], g.var[t_next], g.n[t_next], g.kurt[t_next],
+                        fwd["guided_mean"][:, 0], fwd["guided_var"][:, 0],
+                        symbolic=False)                                   # (S, J)
     ll = np.where(np.isfinite(ll), ll, -np.inf)
     lpd = special.logsumexp(ll, axis=0) - np.log(ll.shape[0])
     return float(np.sum(lpd[ok])), int(ok.sum())

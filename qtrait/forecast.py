@@ -106,7 +106,7 @@ def observed_horizons(cd, crit: Criteria, m_uncond: np.ndarray, upto: int | None
             [None if t == none else int(t) for t in per])
 
 
-def data_uncond_mean(cd, draws: dict | None = None) -> np.ndarray:
+def data_uncond_mean(cd) -> np.ndarray:
     """The unconditional mean used by the dilution criterion, per cell: the base model's
     unconditional probe at generation 0 (else its mean over generations). Without
     unconditional probes it is NaN and dilution is not assessed (theory.md section 3: it
@@ -150,7 +150,7 @@ def forecast(result, criteria: Criteria = Criteria(), seed: int = 0,
     var = np.concatenate([np.ones((S, 1, J)), draws["guided_var"][:, 1:K],
                           fwd["guided_var"]], axis=1)[:, :criteria.t_max + 1]
     C, Kt = len(cd.runs[0].concepts), len(cd.runs[0].traits)
-    m_u = data_uncond_mean(cd, draws)
+    m_u = data_uncond_mean(cd)
     shape4 = (S, mean.shape[1], C, Kt)
     run_t = _horizon_samples(mean.reshape(shape4), var.reshape(shape4),
                              m_u.reshape(1, C, Kt), criteria, True)

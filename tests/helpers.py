@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +51,37 @@ def snapshot(path: Path) -> dict[str, str]:
     return {p.relative_to(path).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(path.rglob("*")) if p.is_file()}
 
+
+
+_KILLER = textwrap.dedent("""
+    import json, os, signal, sys
+    import chain_runner.chain as chain
+    from chain_runner.config import config_from_dict
+    real = chain.make_backend
+
+    def make_backend(config, progress):
+        backend = real(config, progress)
+        original, calls = backend.sample, {"n": 0}
+
+        def sample(*args, **kwargs):
+            calls["n"] += 1
+            # generation 0 samples 2 probe sets; generations 1, 2 sample 3 sets each:
+            # call 7 is generation 2's w = 1 probe, after its guided set
+            if calls["n"] == 7:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return original(*args, **kwargs)
+
+        backend.sample = sample
+        return backend
+
+    chain.make_backend = make_backend
+    chain.run_chain(config_from_dict(json.loads(sys.argv[1])), sys.argv[2], progress=False)
+""")
+
+
+def run_chain_killed_mid_generation_2(raw_config: dict, out: Path):
+    """Run a chain in a subprocess that SIGKILLs itself in generation 2 (after its guided
+    set, before its probes); returns the CompletedProcess."""
+    return subprocess.run([sys.executable, "-c", _KILLER, json.dumps(raw_config), str(out)],
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True)

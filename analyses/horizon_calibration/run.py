@@ -39,6 +39,8 @@ import numpy as np
 from scipy import stats
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from _results import write_results  # noqa: E402  (shared by the analyses)
 ROOT = HERE.parents[1]
 
 
@@ -294,17 +296,6 @@ def report(records: list[dict], cfg: dict, runtime: str) -> str:
     return "\n".join(lines)
 
 
-MARKER = "<!-- hand-written discussion below: kept when run.py rewrites this file -->"
-
-
-def write_results(text: str) -> None:
-    """Write results.md, keeping the hand-written discussion after MARKER."""
-    path = HERE / "results.md"
-    old = path.read_text() if path.exists() else ""
-    tail = old[old.index(MARKER):] if MARKER in old else MARKER + "\n"
-    path.write_text(text + "\n" + tail)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--report", action="store_true", help="only rewrite results.md")
@@ -329,7 +320,7 @@ def main(argv=None) -> None:
         runtime += f" This run: {(time.perf_counter() - t0) / 60:.0f} min wall."
     figure(records, cfg, ROOT / cfg["figure"])
     text = report(records, cfg, runtime)
-    write_results(text)
+    write_results(HERE, text)
     print(text)
 
 

@@ -37,6 +37,8 @@ import numpy as np
 from scipy import stats
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from _results import write_results  # noqa: E402  (shared by the analyses)
 ROOT = HERE.parents[1]
 
 
@@ -337,17 +339,6 @@ def report(results: dict, cfg: dict) -> str:
     return "\n".join(lines)
 
 
-MARKER = "<!-- hand-written discussion below: kept when run.py rewrites this file -->"
-
-
-def write_results(text: str) -> None:
-    """Write results.md, keeping the hand-written discussion after MARKER."""
-    path = HERE / "results.md"
-    old = path.read_text() if path.exists() else ""
-    tail = old[old.index(MARKER):] if MARKER in old else MARKER + "\n"
-    path.write_text(text + "\n" + tail)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="both", choices=("breeder", "tilt", "both"))
@@ -372,7 +363,7 @@ def main(argv=None) -> None:
         results[m] = {"records": recs, "rejected": rej, "tried": last + 1}
     figure(results, cfg, ROOT / cfg["figure"])
     text = report(results, cfg)
-    write_results(text)
+    write_results(HERE, text)
     print(text)
 
 

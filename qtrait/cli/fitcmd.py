@@ -60,6 +60,11 @@ def _diag_line(d: dict) -> str:
             f"{d['ebfmi_min']:.2f}")
 
 
+def _echo_warnings(result) -> None:
+    for w in result.warnings:
+        typer.echo(f"warning: {w}", err=True)
+
+
 def _echo_fit(result, table) -> None:
     if result.excluded:
         typer.echo(f"left out (constant within a concept at generation 0): "
@@ -67,8 +72,7 @@ def _echo_fit(result, table) -> None:
     typer.echo(f"{result.spec.describe()}\nposterior saved to {result.path}\n")
     typer.echo(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     typer.echo("\n" + _diag_line(result.diagnostics))
-    for w in result.warnings:
-        typer.echo(f"warning: {w}", err=True)
+    _echo_warnings(result)
 
 
 def fit_cmd(
@@ -148,18 +152,20 @@ def fit_cmd(
         print_json(outputs[0] if len(outputs) == 1 else outputs)
 
 
-def _fit_first(run, k, model, settings, progress):
+def _forecast_first(opened, k, model, criteria, settings, progress):
+    """Fit generations 0..k-1 of an opened run and forecast its horizon (predict,
+    backtest)."""
     from ..fit import fit
-    from ..rundir import open_run
+    from ..forecast import forecast
 
-    opened = open_run(run)
     if k < 2:
         raise QtraitError("--from-generations must be >= 2 (generation 0 and at least one "
                           "finetuned generation)")
     if k > len(opened.generations):
         raise QtraitError(f"--from-generations {k}: the run has only "
                           f"{len(opened.generations)} complete generations")
-    return opened, fit(opened, model, settings, slice(0, k), progress=progress)
+    result = fit(opened, model, settings, slice(0, k), progress=progress)
+    return result, forecast(result, criteria, seed=settings.seed)
 
 
 def _horizon_text(name: str, h: dict) -> str:
@@ -186,12 +192,12 @@ def predict_cmd(
     horizon t* (the first generation where a criterion holds): median, 90% interval,
     P(collapse by generation t), P(no collapse within T_max), for the run and per trait.
     """
-    from ..forecast import forecast
+    from ..rundir import open_run
 
     crit = make_criteria(q, d, r, t_max)
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
-    opened, result = _fit_first(run, from_generations, model, settings, not json_out)
-    fc = forecast(result, crit, seed=seed)
+    result, fc = _forecast_first(open_run(run), from_generations, model, crit, settings,
+                                 not json_out)
     out = {"run": str(run), "model": result.model, **fc.to_dict(),
            "diagnostics": result.diagnostics, "warnings": result.warnings,
            "posterior": str(result.path)}
@@ -208,8 +214,7 @@ def predict_cmd(
     typer.echo("P(collapse by generation t): " + ", ".join(f"t={t}: {by[t]:.2f}"
                                                            for t in marks))
     typer.echo(_diag_line(result.diagnostics))
-    for w in result.warnings:
-        typer.echo(f"warning: {w}", err=True)
+    _echo_warnings(result)
 
 
 def backtest_cmd(
@@ -229,14 +234,16 @@ def backtest_cmd(
     median; beside them the two naive baselines (linear and exponential extrapolation of
     the total variance).
     """
-    from ..forecast import backtest, forecast
+    from ..forecast import backtest
+    from ..rundir import open_run
 
     crit = make_criteria(q, d, r, t_max)
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
-    opened, result = _fit_first(run, from_generations, model, settings, not json_out)
+    opened = open_run(run)
     if from_generations >= len(opened.generations):
         raise QtraitError("backtest needs generations after the first K to score against")
-    fc = forecast(result, crit, seed=seed)
+    result, fc = _forecast_first(opened, from_generations, model, crit, settings,
+                                 not json_out)
     out = {"run": str(run), "model": result.model, **backtest(fc, opened, crit),
            "diagnostics": result.diagnostics, "warnings": result.warnings,
            "posterior": str(result.path)}
@@ -255,8 +262,7 @@ def backtest_cmd(
     typer.echo(f"baselines (run, variance): linear {b['linear']}, exponential "
                f"{b['exponential']}")
     typer.echo(_diag_line(result.diagnostics))
-    for w in result.warnings:
-        typer.echo(f"warning: {w}", err=True)
+    _echo_warnings(result)
 
 
 def compare_cmd(

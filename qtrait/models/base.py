@@ -23,7 +23,6 @@ observation.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,19 +33,25 @@ from .data import SETS, ChainData
 LOG_2PI = float(np.log(2 * np.pi))
 
 
-def gauss_ll(x, mu, var):
-    import pytensor.tensor as pt
+def set_loglik(x_mean, x_var, n, kurt, mean, var, extra_mean=0.0, extra_rel=0.0,
+               symbolic: bool = True):
+    """Log-likelihood of one set's observed mean and variance given latent (mean, var):
+    Normal(mean, var/N + extra_mean) for the mean, and a Gamma with mean ``var`` and
+    relative variance 2/(N-1) + kurt/N + extra_rel for the variance. PyTensor for the
+    models' graphs, numpy (``symbolic=False``) for scoring forecasts: one formula."""
+    if symbolic:
+        import pytensor.tensor as pt
 
-    return -0.5 * (LOG_2PI + pt.log(var) + (x - mu) ** 2 / var)
+        log, gammaln = pt.log, pt.gammaln
+    else:
+        from scipy.special import gammaln
 
-
-def gamma_ll(x, mean, rel):
-    """Log density of a Gamma with the given mean and relative variance (var / mean^2)."""
-    import pytensor.tensor as pt
-
-    alpha = 1.0 / rel
-    beta = alpha / mean
-    return alpha * pt.log(beta) - pt.gammaln(alpha) + (alpha - 1.0) * pt.log(x) - beta * x
+        log = np.log
+    v = var / n + extra_mean
+    ll = -0.5 * (LOG_2PI + log(v) + (x_mean - mean) ** 2 / v)
+    alpha = 1.0 / (2.0 / (n - 1.0) + kurt / n + extra_rel)
+    beta = alpha / var
+    return ll + alpha * log(beta) - gammaln(alpha) + (alpha - 1.0) * log(x_var) - beta * x_var
 
 
 @dataclass
@@ -70,13 +75,6 @@ class Layout:
                 "obs_concept": np.array(concept, dtype=object),
                 "obs_trait": np.array(trait, dtype=object)}
 
-    def digest(self) -> str:
-        h = hashlib.sha256()
-        for s in sorted(self.index):
-            for a in self.index[s]:
-                h.update(s.encode())
-                h.update(np.ascontiguousarray(a).tobytes())
-        return h.hexdigest()[:16]
 
 
 class ModelSpec:
@@ -201,12 +199,10 @@ class ModelSpec:
         total = 0.0
         for s in lay.index:
             mean, var = moments[s]
-            n = D[f"{s}_n"]
-            em = extra_mean if s == "guided" else 0.0
-            er = extra_rel if s == "guided" else 0.0
-            ll = gauss_ll(D[f"{s}_mean"], mean, var / n + em)
-            rel = 2.0 / (n - 1.0) + D[f"{s}_kurt"] / n + er
-            ll = ll + gamma_ll(D[f"{s}_var"], var, rel)
+            guided = s == "guided"
+            ll = set_loglik(D[f"{s}_mean"], D[f"{s}_var"], D[f"{s}_n"], D[f"{s}_kurt"],
+                            mean, var, extra_mean if guided else 0.0,
+                            extra_rel if guided else 0.0)
             total = total + pt.sum(pt.switch(D[f"mask_{s}"] > 0.5, ll, 0.0))
             pm.Deterministic(f"log_lik_{s}", ll, dims=("generation", "cell"))
         pm.Potential("likelihood", total)
@@ -246,6 +242,18 @@ def sample_guided(rng, mean, var, n, kurt):
         s2 = rng.gamma(np.where(np.isfinite(shape), shape, 1.0),
                        np.where(np.isfinite(var), var, np.nan) / shape)
     return zbar, np.where(np.isfinite(var), s2, np.nan)
+
+
+def start_state(cd: ChainData, start: int, shape: tuple):
+    """What a forward simulation from generation ``start`` starts from: the guided set of
+    generation start-1 (its size, kurtosis, and observed mean and variance broadcast to
+    ``shape``, e.g. (draws, cells))."""
+    g = cd.sets["guided"]
+    n = last_valid(g.n, start)
+    kurt = np.nan_to_num(last_valid(g.kurt, start))
+    zbar = np.broadcast_to(last_valid(g.mean, start), shape).copy()
+    s2 = np.broadcast_to(last_valid(g.var, start), shape).copy()
+    return n, kurt, zbar, s2
 
 
 def last_valid(a: np.ndarray, upto: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .base import ModelSpec, last_valid, pooled, sample_guided
+from .base import ModelSpec, pooled, sample_guided, start_state
 from .data import ChainData
 
 #: Priors, in standardised trait units (generation-0 SD = 1). Stated in docs/models.md.
@@ -125,17 +125,13 @@ class BreederSpec(ModelSpec):
                 rng: np.random.Generator) -> dict:
         """Latent guided moments of generations start..t_end per draw, simulated from the
         observed guided set of generation start-1 (arrays (draws, t, J))."""
-        g = cd.sets["guided"]
         lam, gamma, v_mut = draws["lambda"], draws["gamma"], draws["v_mut"]
         S = lam.shape[0]
         center = uncond_center(cd)
         center = np.broadcast_to(center, lam.shape) if center is not None else draws["center"]
         sigma = draws["sigma_learn"][:, None]
         tau = draws["tau"][:, None]
-        n = last_valid(g.n, start)
-        kurt = np.nan_to_num(last_valid(g.kurt, start))
-        zbar = np.broadcast_to(last_valid(g.mean, start), lam.shape).copy()
-        s2 = np.broadcast_to(last_valid(g.var, start), lam.shape).copy()
+        n, kurt, zbar, s2 = start_state(cd, start, lam.shape)
         T = t_end - start + 1
         out_m, out_v = np.empty((S, T, cd.J)), np.empty((S, T, cd.J))
         for i in range(T):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import QtraitError
-from .base import ModelSpec, first_row, last_valid, pooled, sample_guided
+from .base import ModelSpec, first_row, pooled, sample_guided, start_state
 from .data import ChainData, design_schedule
 
 #: Priors, in standardised trait units (generation-0 SD = 1). Stated in docs/models.md.
@@ -182,7 +182,6 @@ class TiltSpec(ModelSpec):
         generation map as the simulator), from the observed guided set of start-1."""
         from ..theory.generation import Generation0, generation_step
 
-        g = cd.sets["guided"]
         h2 = draws["h2"]
         S, J = h2.shape
         params = self.map_params(cd, draws)
@@ -191,10 +190,7 @@ class TiltSpec(ModelSpec):
                             v_uncond=draws["v_uncond"])
         lm, lv = draws["learned_mean"], draws["learned_var"]   # (S, G, J)
         prev = (lm[:, start - 1], lv[:, start - 1])
-        n = last_valid(g.n, start)
-        kurt = np.nan_to_num(last_valid(g.kurt, start))
-        zbar = np.broadcast_to(last_valid(g.mean, start), (S, J)).copy()
-        s2 = np.broadcast_to(last_valid(g.var, start), (S, J)).copy()
+        n, kurt, zbar, s2 = start_state(cd, start, (S, J))
         sigma, tau = draws["sigma_learn"][:, None], draws["tau"][:, None]
         T = t_end - start + 1
         out_m, out_v = np.empty((S, T, J)), np.empty((S, T, J))

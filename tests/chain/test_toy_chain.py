@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pandas as pd
@@ -21,7 +17,7 @@ from chain_runner.chain import resume_chain, run_chain  # noqa: E402
 from chain_runner.config import ChainConfig, config_from_dict  # noqa: E402
 from qtrait.errors import QtraitError  # noqa: E402
 from qtrait.rundir import open_run  # noqa: E402
-from tests.helpers import ROOT  # noqa: E402
+from tests.helpers import run_chain_killed_mid_generation_2  # noqa: E402
 
 
 def tiny_config(cache_dir, **over) -> ChainConfig:
@@ -99,40 +95,12 @@ def test_only_adapter_parameters_change_and_the_adapter_reloads(cache_dir):
     assert not np.array_equal(a, base)  # the adapter does something
 
 
-KILLER = textwrap.dedent("""
-    import os, signal, sys
-    import chain_runner.chain as chain
-    from chain_runner.config import config_from_dict
-    real = chain.make_backend
-
-    def make_backend(config, progress):
-        backend = real(config, progress)
-        original = backend.sample
-        calls = {"n": 0}
-
-        def sample(*args, **kwargs):
-            calls["n"] += 1
-            # generation 0 samples 2 probe sets; generations 1, 2 sample 3 sets each:
-            # call 7 is generation 2's w = 1 probe, after its guided set
-            if calls["n"] == 7:
-                os.kill(os.getpid(), signal.SIGKILL)
-            return original(*args, **kwargs)
-
-        backend.sample = sample
-        return backend
-
-    chain.make_backend = make_backend
-    import json
-    chain.run_chain(config_from_dict(json.loads(sys.argv[1])), sys.argv[2], progress=False)
-""")
 
 
 def test_killed_chain_resumes_bit_identical(cache_dir, tiny_run, tmp_path, cli):
     cfg = tiny_config(cache_dir)
     out = tmp_path / "killed"
-    proc = subprocess.run([sys.executable, "-c", KILLER, json.dumps(cfg.to_dict()), str(out)],
-                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True)
+    proc = run_chain_killed_mid_generation_2(cfg.to_dict(), out)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     res = cli("validate", out)
     assert res.code == 0 and "generation 2: incomplete" in res.out

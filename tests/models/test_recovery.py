@@ -53,14 +53,22 @@ def tilt_traits(rng, k: int) -> tuple[TraitTruth, ...]:
                             v_uncond=rng.uniform(1.5, 3.0)) for i in range(k))
 
 
-def fit_and_cover(run, model, traits) -> list[bool]:
-    """Coverage of h2, kappa (the simulator guides with exactly w: kappa = 1) and V_m."""
-    post = fit(run, model, SETTINGS, save=False).idata.posterior
+def tilt_family_coverage(tmp_path, model: str, rng_base: int, n_traits: int,
+                         **design) -> list[bool]:
+    """Simulate SEEDS chains of ``model`` with random truths and ``design``, fit each,
+    and return whether the 90% intervals cover h2, kappa (the simulator guides with
+    exactly w: kappa = 1) and V_m of every trait."""
     hits = []
-    for t in traits:
-        cell = f"all/{t.name}"
-        hits += [covered(post, "h2", cell, t.h2), covered(post, "kappa", cell, 1.0),
-                 covered(post, "v_mut", cell, t.v_mut / g0_var(run, t.name))]
+    for seed in range(SEEDS):
+        traits = tilt_traits(np.random.default_rng(rng_base + seed), n_traits)
+        truth = ChainTruth(traits=traits, model=model, generations=6, images=400,
+                           probe_w1=100, probe_uncond=100, seed=seed, **design)
+        run = open_run(write_simulated_run(tmp_path / f"{model}{seed}", truth))
+        post = fit(run, model, SETTINGS, save=False).idata.posterior
+        for t in traits:
+            cell = f"all/{t.name}"
+            hits += [covered(post, "h2", cell, t.h2), covered(post, "kappa", cell, 1.0),
+                     covered(post, "v_mut", cell, t.v_mut / g0_var(run, t.name))]
     return hits
 
 
@@ -85,16 +93,8 @@ def test_breeder_recovery(tmp_path):
 
 
 def test_tilt_recovery(tmp_path):
-    """h2, kappa (the simulator guides with exactly w: kappa = 1) and V_m."""
-    hits = []
-    for seed in range(SEEDS):
-        traits = tilt_traits(np.random.default_rng(200 + seed), 3)
-        truth = ChainTruth(traits=traits, model="tilt", generations=6, images=400,
-                           probe_w1=100, probe_uncond=100,
-                           guidance=GuidanceSchedule("constant", 2.5), seed=seed)
-        run = open_run(write_simulated_run(tmp_path / f"t{seed}", truth))
-        hits += fit_and_cover(run, "tilt", traits)
-    assert_coverage(hits)
+    assert_coverage(tilt_family_coverage(tmp_path, "tilt", 200, 3,
+                                         guidance=GuidanceSchedule("constant", 2.5)))
 
 
 @pytest.mark.slow
@@ -103,15 +103,9 @@ def test_exact_recovery(tmp_path):
     (10 DDIM steps keep the fits to tens of seconds each)."""
     from qtrait.theory.schedules import Sampler
 
-    hits = []
-    for seed in range(SEEDS):
-        traits = tilt_traits(np.random.default_rng(300 + seed), 2)
-        truth = ChainTruth(traits=traits, model="exact", generations=6, images=400,
-                           probe_w1=100, probe_uncond=100, sampler=Sampler("ddim", 10),
-                           guidance=GuidanceSchedule("linear", 4.0), seed=seed)
-        run = open_run(write_simulated_run(tmp_path / f"e{seed}", truth))
-        hits += fit_and_cover(run, "exact", traits)
-    assert_coverage(hits)
+    assert_coverage(tilt_family_coverage(tmp_path, "exact", 300, 2,
+                                         sampler=Sampler("ddim", 10),
+                                         guidance=GuidanceSchedule("linear", 4.0)))
 
 
 @pytest.mark.slow

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pandas as pd
@@ -17,7 +13,7 @@ from chain_runner.chain import resume_chain, run_chain
 from chain_runner.config import config_from_dict
 from qtrait.errors import QtraitError
 from qtrait.rundir import open_run
-from tests.helpers import ROOT
+from tests.helpers import run_chain_killed_mid_generation_2
 from tests.sd.conftest import sd_raw_config
 
 
@@ -88,35 +84,11 @@ def test_lora_reloads_through_load_lora_weights(sd_run, sd_assets):
     torch.testing.assert_close(loaded, ours, rtol=1e-5, atol=1e-6)
 
 
-KILLER = textwrap.dedent("""
-    import os, signal, sys, json
-    import chain_runner.chain as chain
-    from chain_runner.config import config_from_dict
-    real = chain.make_backend
-
-    def make_backend(config, progress):
-        backend = real(config, progress)
-        original, calls = backend.sample, {"n": 0}
-
-        def sample(*args, **kwargs):
-            calls["n"] += 1
-            if calls["n"] == 7:  # generation 2's w = 1 probe, after its guided set
-                os.kill(os.getpid(), signal.SIGKILL)
-            return original(*args, **kwargs)
-
-        backend.sample = sample
-        return backend
-
-    chain.make_backend = make_backend
-    chain.run_chain(config_from_dict(json.loads(sys.argv[1])), sys.argv[2], progress=False)
-""")
 
 
 def test_killed_sd_chain_resumes_identically(sd_assets, sd_run, tmp_path, cli):
     out = tmp_path / "killed"
-    proc = subprocess.run([sys.executable, "-c", KILLER, json.dumps(sd_raw_config(sd_assets)),
-                           str(out)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True)
+    proc = run_chain_killed_mid_generation_2(sd_raw_config(sd_assets), out)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     res = cli("validate", out)
     assert res.code == 0 and "generation 2: incomplete" in res.out
