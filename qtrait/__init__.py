@@ -4,6 +4,7 @@ The base package is the statistics core. It never imports torch; the chain runne
 (``chain_runner``) is a separate package installed with the ``chain`` extra.
 """
 
-__version__ = "0.1.0.dev0"
+# the one place the version is written; pyproject.toml reads it from here
+__version__ = "0.1.0"
 
 __all__ = ["__version__"]
