@@ -27,6 +27,16 @@ PASS_FRACTION = 0.9
 
 def prior_predictive_check(spec, run, generations=None, draws: int = 500, seed: int = 0
                            ) -> dict:
+    """Place a run's observed guided moments in a model's prior predictive distribution.
+
+    ``spec`` is a model specification (:func:`qtrait.models.get_spec`), ``run`` an open run
+    or a list of runs (``hier``), ``generations`` an optional slice of generation numbers.
+    Returns a dict with ``model``, ``draws``, ``inside_mean`` and ``inside_logvar`` (the
+    fractions of observed guided means and log variances of generations 1..G-1 inside the
+    central 98% prior predictive intervals), ``variance_ratio_last`` (``q05``, ``median``,
+    ``q95`` at the last generation), ``passed`` (both fractions >= :data:`PASS_FRACTION`)
+    and ``text`` (the lines ``qtrait fit --prior-predictive`` prints).
+    """
     import pymc as pm
 
     from .models import chain_data, fit_data

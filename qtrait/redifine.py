@@ -101,6 +101,17 @@ def _zero_shot(base_cd, base_fit, mit_cd, rho):
 
 def redifine_check(base_run, mit_run, settings, rho: float | None = None,
                    q: float = 0.5, progress: bool = False, seed: int = 0) -> dict:
+    """The four ReDiFine predictions for a baseline and a mitigated run (``qtrait compare``).
+
+    ``base_run`` and ``mit_run`` are open runs with the same traits and concepts;
+    ``settings`` are the sampler settings of the fits (:class:`qtrait.fit.SamplerSettings`);
+    ``rho`` overrides the condition-drop adaptation (default: the mitigated run's posterior
+    median); ``q`` is the variance-collapse threshold of prediction 3. Fits the ``breeder``
+    model to both runs (and ``tilt``/``exact`` when both have probes) and returns a dict with
+    ``baseline``, ``mitigated``, ``rho``, ``predictions`` (one row per prediction, with
+    ``per_trait`` rows), ``per_trait_threshold``, the fits' ``diagnostics`` and ``text``
+    (the table the command prints). QtraitError if the runs' traits or concepts differ.
+    """
     from .fit import fit
     from .models import chain_data, fit_data
 

@@ -215,6 +215,9 @@ def true_horizon(truth: ChainTruth, latent: dict) -> dict:
 
 
 def truth_record(truth: ChainTruth, latent: dict) -> dict:
+    """The manifest's ``truth`` record of a simulated chain: ``model``, the true
+    ``parameters`` (plain JSON values), the ``latent`` moments per generation, concept and
+    trait (``dims``; undefined moments as None) and the realised true ``horizon``."""
     def plain(obj):
         if dataclasses.is_dataclass(obj):
             return {f.name: plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)

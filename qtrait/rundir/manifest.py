@@ -48,10 +48,12 @@ _PACKAGES = ("numpy", "scipy", "pandas", "statsmodels", "pymc", "arviz", "xarray
 
 
 def utc_now() -> str:
+    """The current UTC time as an ISO 8601 string with microseconds and a ``Z``."""
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def package_versions(names: tuple[str, ...] = _PACKAGES) -> dict[str, str]:
+    """Installed versions of the named distributions (those not installed are left out)."""
     out = {}
     for name in names:
         try:
@@ -121,6 +123,8 @@ def check_design(design: dict[str, Any], file: str = layout.MANIFEST) -> list[Pr
 
 
 def check_trait_names(names: Any, file: str = layout.MANIFEST) -> list[Problem]:
+    """Problems with a list of trait names: not a non-empty list of strings, an empty or
+    multi-line name, a reserved column name, a duplicate. ``file`` labels the problems."""
     if not isinstance(names, list) or not names:
         return [Problem("traits.names must be a non-empty list of strings", file=file)]
     problems = []

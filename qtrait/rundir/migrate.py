@@ -43,14 +43,17 @@ MIGRATIONS: dict[int, Migration] = {}
 
 
 def register(step: Migration) -> None:
+    """Register a migration step (replacing any step from the same version)."""
     MIGRATIONS[step.from_version] = step
 
 
 def current_version() -> int:
+    """The schema version this qtrait writes (:data:`qtrait.rundir.SCHEMA_VERSION`)."""
     return _manifest.SCHEMA_VERSION
 
 
 def schema_version_of(m: dict[str, Any]) -> int:
+    """A manifest's ``schema_version``; QtraitError unless it is an integer."""
     v = m.get("schema_version")
     if isinstance(v, bool) or not isinstance(v, int):
         raise QtraitError(f"schema_version must be an integer, got {v!r}")

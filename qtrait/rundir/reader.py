@@ -111,6 +111,11 @@ class Run:
 
 
 def read_manifest(root: Path, problems: list[Problem]) -> dict[str, Any] | None:
+    """Read, upgrade (in memory) and check the manifest of the run at ``root``.
+
+    Returns the manifest, or None when it is missing, unreadable or has errors; every
+    problem found is appended to ``problems``.
+    """
     path = layout.manifest_path(root)
     name = layout.MANIFEST
     if not path.is_file():

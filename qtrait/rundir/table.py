@@ -121,6 +121,8 @@ def check_long_table(df: pd.DataFrame, *, file: str, first_line: int = 2,
 
 
 def trait_columns(df: pd.DataFrame) -> list[str]:
+    """The columns of a long table that are traits: every column not reserved
+    (``generation``, ``set``, ``image_id``, ``concept``), as strings, in table order."""
     reserved = set(layout.RESERVED_NAMES)
     return [str(c) for c in df.columns if str(c) not in reserved]
 

@@ -180,4 +180,5 @@ class GuidanceSchedule:
 
 
 def as_guidance(g: "GuidanceSchedule | float") -> GuidanceSchedule:
+    """A guidance schedule as is, or a number as the constant schedule at that scale."""
     return g if isinstance(g, GuidanceSchedule) else GuidanceSchedule("constant", float(g))
