@@ -24,6 +24,7 @@ $(DEMO_VENV)/.installed: pyproject.toml
 ## test: install everything (chain runner, sweeps, tests) and run the default test suite
 test: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/ruff check qtrait tests bench analyses data
+	$(TEST_VENV)/bin/ruff check tools
 	$(TEST_VENV)/bin/python -m pytest -m "not slow"
 
 ## test-slow: the long statistical studies (calibration), marked `slow`
@@ -44,6 +45,11 @@ bench: $(TEST_VENV)/.installed
 ## examples: regenerate the shipped example runs in data/runs (the chains need torch)
 examples: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python data/make_example_runs.py
+
+## docs: regenerate docs/api.md from the docstrings (tests/test_docs.py fails when it is stale)
+.PHONY: docs
+docs: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python tools/gen_api_docs.py
 
 clean:
 	rm -rf $(DEMO_VENV) $(TEST_VENV) build *.egg-info .pytest_cache
