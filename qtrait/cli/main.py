@@ -15,7 +15,7 @@ import sys
 import typer
 
 from ..errors import QtraitError
-from . import envcmd, fitcmd, runs, simcmd, theorycmd
+from . import envcmd, fitcmd, reportcmd, runs, simcmd, theorycmd
 
 app = typer.Typer(
     name="qtrait",
@@ -44,6 +44,7 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 runs.register(app)
 simcmd.register(app)
 fitcmd.register(app)
+reportcmd.register(app)
 
 
 _FORWARD = {"allow_extra_args": True, "ignore_unknown_options": True}

@@ -1,0 +1,46 @@
+"""`qtrait report data/runs/chain_042_redifine --baseline data/runs/chain_042` on the real
+pair (slow: the ReDiFine check fits tilt on chain_042's 150 cells, which takes many
+minutes even with one short chain; `make test-slow`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from qtrait.report.sections import SECTION_IDS
+from tests.report.conftest import qtrait
+from tests.report.test_report import outline
+
+pytest.importorskip("nutpie")
+pytestmark = pytest.mark.slow
+
+QUICK = ("--chains", "1", "--draws", "200", "--tune", "200")
+
+
+def test_redifine_report_on_the_real_pair(shipped, tmp_path):
+    out = tmp_path / "redifine"
+    # --rho: the check would otherwise fit `exact` on the mitigated run (a linear schedule)
+    code, so, err = qtrait("report", shipped["chain_042_redifine"], "--baseline",
+                           shipped["chain_042"], "--out", out, "--rho", "0.5", *QUICK)
+    assert code == 0, err
+    assert list(outline(out / "report.html").sections) == list(SECTION_IDS)
+    r = pd.read_csv(out / "tables" / "redifine.csv")
+    assert list(r["prediction"]) == [1, 2, 3, 4]
+    assert r["p_direction"].between(0, 1).all()
+    expect = ["yes" if p >= 0.9 else "no" if p <= 0.1 else "unclear" for p in r["p_direction"]]
+    assert list(r["verdict"]) == expect
+    # both runs have probes: the zero-shot theory's effects are there for 1 and 2
+    assert np.isfinite(r.set_index("prediction").loc[[1, 2], "predicted_effect"]).all()
+    per = pd.read_csv(out / "tables" / "redifine_per_trait.csv")
+    threshold = 1 - 0.1 / per["trait"].nunique()
+    for _, row in per.iterrows():
+        p = row["p_direction"]
+        assert row["verdict"] == ("yes" if p >= threshold else "no" if p <= 1 - threshold
+                                  else "unclear")
+    html = (out / "report.html").read_text()
+    assert "rho = 0.5" in html                     # the given rho, in the check and theory
+    assert "tilt is not compared: the tilt has no form for a guidance schedule" in html
+    assert (out / "figures" / "redifine.png").exists()
+    # the baseline's breeder and tilt fits were made once, for the check
+    assert err.count("fitting now") == 4           # RUN breeder x2, baseline breeder, tilt
