@@ -9,12 +9,15 @@ RUN ?= data/runs/chain_042
 
 .PHONY: demo test test-slow bench examples clean
 
-## demo: install the base package (statistics only, no torch) and analyse the example run
+## demo: install the base package (statistics only, no torch), analyse the example run and
+##       write the reports (reports/chain_042, reports/redifine)
 demo: $(DEMO_VENV)/.installed
 	$(DEMO_VENV)/bin/qtrait validate $(RUN)
 	$(DEMO_VENV)/bin/qtrait summarize $(RUN)
 	$(DEMO_VENV)/bin/qtrait theory horizon --run $(RUN) --h2 0.9
 	$(DEMO_VENV)/bin/qtrait predict $(RUN) --from-generations 3
+	$(DEMO_VENV)/bin/qtrait report data/runs/chain_042 --out reports/chain_042
+	$(DEMO_VENV)/bin/qtrait report data/runs/chain_042_redifine --baseline data/runs/chain_042 --out reports/redifine
 
 $(DEMO_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(DEMO_VENV)
@@ -50,6 +53,22 @@ examples: $(TEST_VENV)/.installed
 .PHONY: docs
 docs: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python tools/gen_api_docs.py
+
+## studies: the studies of analyses/ and the generated tables of docs/results.md. Each
+## study resumes from its committed records (*.jsonl), so this only rewrites reports and
+## figures unless records are deleted; the miniature-chain studies then run their chains
+## (analyses/cfg_sweep/runs etc.; see docs/results.md for the times)
+.PHONY: studies
+studies: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python analyses/horizon_vs_cfg/run.py
+	$(TEST_VENV)/bin/python analyses/toy_chain_phenomena/run.py
+	$(TEST_VENV)/bin/python analyses/interval_coverage/run.py
+	$(TEST_VENV)/bin/python analyses/sbc/run.py
+	$(TEST_VENV)/bin/python analyses/horizon_calibration/run.py
+	$(TEST_VENV)/bin/python analyses/cfg_sweep/run.py
+	$(TEST_VENV)/bin/python analyses/redifine_study/run.py
+	$(TEST_VENV)/bin/python analyses/forecasting/run.py
+	$(TEST_VENV)/bin/python analyses/results_summary.py
 
 clean:
 	rm -rf $(DEMO_VENV) $(TEST_VENV) build *.egg-info .pytest_cache
