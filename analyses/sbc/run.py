@@ -95,14 +95,14 @@ def degenerate(zbar, s2) -> bool:
 
 
 def simulate_breeder(th: dict, mcfg: dict, rng):
-    """Breeder (breeder.py): V_t = lambda s2_{t-1} + V_m, mu_t = c + (1 + gamma)(zbar_{t-1}
-    - c); zbar_t ~ N(mu_t, V_t/N + sigma_learn^2), s2_t ~ Gamma(mean V_t, rel 2/(N-1) +
+    """Breeder (breeder.py): V_t = lambda s2_{t-1} + V_m, mu_t = (1 + gamma) zbar_{t-1} +
+    beta (beta = -gamma c, sampled itself without a probe); zbar_t ~ N(mu_t, V_t/N + sigma_learn^2), s2_t ~ Gamma(mean V_t, rel 2/(N-1) +
     tau^2). Generation 0 is the standardised real data (0, 1)."""
     G, K, N = mcfg["generations"], mcfg["traits"], mcfg["images"]
     mean, var = np.zeros((G, K)), np.ones((G, K))
     for t in range(1, G):
         V = th["lambda"] * var[t - 1] + th["v_mut"]
-        mu = th["center"] + (1 + th["gamma"]) * (mean[t - 1] - th["center"])
+        mu = (1 + th["gamma"]) * mean[t - 1] + th["intercept"]
         mean[t] = mu + np.sqrt(V / N + th["sigma_learn"] ** 2) * rng.standard_normal(K)
         rel = 2.0 / (N - 1.0) + th["tau"] ** 2
         var[t] = rng.gamma(1.0 / rel, V * rel)

@@ -3,9 +3,12 @@
 Per cell (concept, trait), driven by the observed moments of the previous guided set:
 
     V_t      = lambda s2_{t-1} + V_m
-    mu_t - c = (1 + gamma)(zbar_{t-1} - c)
+    mu_t - c = (1 + gamma)(zbar_{t-1} - c),   i.e.   mu_t = (1 + gamma) zbar_{t-1} + beta
 
-with c the unconditional probe's mean where the run has one (else a parameter). The
+with c the unconditional probe's mean where the run has one, so beta = -gamma c is data
+times a parameter. Without a probe the model samples the intercept beta itself: sampling
+the centre c instead leaves a ridge (generation 1, at the standardised mean 0, identifies
+only gamma c, and c is free as gamma -> 0), which made gamma miscalibrated in SBC. The
 guided set's sufficient statistics are the observations:
 
     zbar_t ~ Normal(mu_t, sqrt(V_t / N + sigma_learn^2))
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .base import ModelSpec, pooled, sample_guided, start_state
+from .base import FORWARD_KEYS, ModelSpec, pooled, sample_guided, start_state
 from .data import ChainData
 
 #: Priors, in standardised trait units (generation-0 SD = 1). Stated in docs/models.md.
@@ -35,7 +38,7 @@ DEFAULT_PRIORS = {
     "v_mut_scale": 0.3,                    # HalfNormal scale of the population V_m scale
     "sigma_learn": 0.1,                    # HalfNormal: learning noise on the mean
     "tau": 0.2,                            # HalfNormal: learning noise on log variance
-    "center": (0.0, 3.0),                  # Normal: centre when there is no uncond probe
+    "intercept": (0.0, 0.5),               # Normal: beta = -gamma c without an uncond probe
 }
 
 
@@ -111,10 +114,12 @@ class BreederSpec(ModelSpec):
             tau = pm.HalfNormal("tau", p["tau"])
             center = D.get("center")
             if center is None:
-                center = pm.Normal("center", *p["center"], dims="cell")
+                beta = pm.Normal("intercept", *p["intercept"], dims="cell")
+            else:
+                beta = pm.Deterministic("intercept", -gamma * center, dims="cell")
             # row 0 (generation 0, the real data) is not modelled: the layout never reads it
             V = lam * D["prev_var"] + v_mut
-            mu = center + (1 + gamma) * (D["prev_mean"] - center)
+            mu = (1 + gamma) * D["prev_mean"] + beta
             pm.Deterministic("guided_mean", mu, dims=("generation", "cell"))
             pm.Deterministic("guided_var", V, dims=("generation", "cell"))
             self.likelihood(D, lay, {"guided": (mu, V)}, extra_mean=sigma ** 2,
@@ -123,22 +128,25 @@ class BreederSpec(ModelSpec):
 
     def forward(self, draws: dict, cd: ChainData, start: int, t_end: int,
                 rng: np.random.Generator) -> dict:
-        """Latent guided moments of generations start..t_end per draw, simulated from the
-        observed guided set of generation start-1 (arrays (draws, t, J))."""
+        """Guided moments of generations start..t_end per draw, latent and as observed in
+        a set of the run's size, simulated from the observed guided set of generation
+        start-1 (arrays (draws, t, J); keys FORWARD_KEYS)."""
         lam, gamma, v_mut = draws["lambda"], draws["gamma"], draws["v_mut"]
         S = lam.shape[0]
+        beta = draws["intercept"]
         center = uncond_center(cd)
-        center = np.broadcast_to(center, lam.shape) if center is not None else draws["center"]
+        center = (np.broadcast_to(center, lam.shape) if center is not None
+                  else np.full(lam.shape, np.nan))
         sigma = draws["sigma_learn"][:, None]
         tau = draws["tau"][:, None]
         n, kurt, zbar, s2 = start_state(cd, start, lam.shape)
-        T = t_end - start + 1
-        out_m, out_v = np.empty((S, T, cd.J)), np.empty((S, T, cd.J))
-        for i in range(T):
+        out = {k: np.empty((S, t_end - start + 1, cd.J)) for k in FORWARD_KEYS}
+        for i in range(t_end - start + 1):
             V = (lam * s2 + v_mut) * np.exp(tau * rng.standard_normal(lam.shape)
                                             - tau ** 2 / 2)
-            mu = center + (1 + gamma) * (zbar - center) + sigma * rng.standard_normal(
+            mu = (1 + gamma) * zbar + beta + sigma * rng.standard_normal(
                 lam.shape)
-            out_m[:, i], out_v[:, i] = mu, V
             zbar, s2 = sample_guided(rng, mu, V, n, kurt)
-        return {"guided_mean": out_m, "guided_var": out_v, "m_uncond": center}
+            for k, v in zip(FORWARD_KEYS, (mu, V, zbar, s2)):
+                out[k][:, i] = v
+        return out | {"m_uncond": center}

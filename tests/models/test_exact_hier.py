@@ -78,7 +78,14 @@ def test_exact_model_trajectories_equal_the_theory_map(tmp_path, anchor):
 
 def test_hier_recovers_design_coefficients(tmp_path):
     """8 breeder chains at 4 CFG scales x 2 seeds, with log lambda and gamma linear in w:
-    the 90% intervals of both slopes contain the truth and exclude 0."""
+    the 98% intervals of both slopes contain the truth, and the 90% intervals exclude 0.
+
+    One design, so a containment check fails at the interval's miss rate; 98% keeps that
+    at about 2% (a 90% interval missed on another machine, whose nutpie draws differ).
+    Without an unconditional probe (the simulator writes none for the breeder) each
+    run's gamma is identified only by the curvature of its mean trajectory, so 10
+    generations; on 6 seed sets the 90% intervals of b_gamma were about 0.04 wide, all
+    covering 0.025 and all above 0."""
     a_ll, b_ll, a_g, b_g = np.log(0.75), -0.06, 0.02, 0.025
     runs = []
     for i, w in enumerate([2.0, 4.0, 6.0, 8.0] * 2):
@@ -86,7 +93,7 @@ def test_hier_recovers_design_coefficients(tmp_path):
         gamma = a_g + b_g * (w - 5.0)
         traits = tuple(TraitTruth(f"t{k}", lam=lam, gamma=gamma, v_mut=0.05,
                                   m_uncond=-1.0 if k else 1.0) for k in range(2))
-        truth = ChainTruth(traits=traits, model="breeder", generations=8, images=500,
+        truth = ChainTruth(traits=traits, model="breeder", generations=10, images=500,
                            probe_w1=0, probe_uncond=0, guidance=GuidanceSchedule("constant", w),
                            seed=10 + i)
         runs.append(open_run(write_simulated_run(tmp_path / f"h{i}", truth)))
@@ -95,8 +102,9 @@ def test_hier_recovers_design_coefficients(tmp_path):
     post = result.idata.posterior
     for name, true in (("b_log_lambda", b_ll), ("b_gamma", b_g)):
         v = post[name].sel(covariate="cfg_scale").values.ravel()
-        lo, hi = np.quantile(v, [0.05, 0.95])
+        lo, hi = np.quantile(v, [0.01, 0.99])
         assert lo <= true <= hi, (name, lo, hi, true)
+        lo, hi = np.quantile(v, [0.05, 0.95])
         assert hi < 0 if true < 0 else lo > 0, (name, lo, hi)
 
 

@@ -3,10 +3,17 @@ the 90% interval coverage (theory.md section 6).
 
 Each seed draws its own true parameters, simulates a chain with the simulator (whose
 generation map the models share), fits, and records whether each central 90% interval
-contains the truth. Across seeds x traits x parameters the coverage should be 0.9; the
-test is a two-sided exact binomial test at level 0.001 (a well-calibrated model fails
-it once in a thousand runs). The intervals of one seed are correlated, so the effective
-sample is smaller than the count, which is why the level is strict and the count large.
+contains the truth. Across seeds x traits x parameters the coverage should be at least
+0.9: the test is a one-sided exact binomial test at level 0.001 against coverage below
+0.9 (over-confident intervals; a model that is right fails it once in a thousand runs).
+Over-coverage is not a failure here. The truths are drawn from ranges narrower than the
+priors, and a weakly identified parameter's posterior then stays near its prior and
+covers nearly always: the breeder's gamma without an unconditional probe (its 90%
+intervals are about 0.38 wide against truths in +-0.08 on these 8-generation runs) covers
+60 of 60. Exact calibration, with truths drawn from the prior, is what the
+simulation-based calibration (analyses/sbc, tests/test_calibration_slow.py) checks. The
+intervals of one seed are correlated, so the effective sample is smaller than the count,
+which is why the level is strict and the count large.
 Fits use 2 chains x 500 draws (enough for 90% intervals whose endpoints are stable to a
 few % of their width) and reuse the compiled model across seeds.
 """
@@ -36,7 +43,7 @@ def covered(post, name, cell, truth):
 
 def assert_coverage(hits: list[bool]):
     n, k = len(hits), int(np.sum(hits))
-    p = stats.binomtest(k, n, 0.9).pvalue
+    p = stats.binomtest(k, n, 0.9, alternative="less").pvalue
     assert p > 0.001, f"90% intervals covered {k}/{n} = {k / n:.2f} (binomial p = {p:.2g})"
 
 
