@@ -2,10 +2,13 @@
 
 From the posterior of a model fitted on generations 0..K-1, every draw's generation map
 is run forward to T_max with fresh sampling noise (each guided set of N images drives the
-next generation, as in the chain) and learning noise. Each draw's latent guided moments
--- the posterior's for generations 1..K-1, the simulated ones after -- give one horizon
-under the criteria; together they are the posterior predictive distribution of t*:
-median, 90% interval, P(collapse by generation t) and P(no collapse within T_max).
+next generation, as in the chain) and learning noise. The horizon is defined on what a
+user measures, the guided set's observed moments: the data for generations 0..K-1, and
+for later generations the moments of a simulated set of the run's size. Each draw's
+trajectory gives one horizon under the criteria; together they are the posterior
+predictive distribution of t*: median, 90% interval, P(collapse by generation t) and
+P(no collapse within T_max). (Scoring observed crossings against latent forecasts, or the
+reverse, is a definitional mismatch: near a threshold the two differ by a generation.)
 
 A crossing that already happened in the observed generations is reported as observed,
 not forecast. Everything is in generation-0 SD units per (concept, trait), in which the
@@ -145,22 +148,36 @@ def forecast(result, criteria: Criteria = Criteria(), seed: int = 0,
     K = cd.G
     S, J = draws["guided_mean"].shape[0], cd.J
     fwd = spec.forward(draws, cd, start=K, t_end=max(criteria.t_max, K), rng=rng)
-    mean = np.concatenate([np.zeros((S, 1, J)), draws["guided_mean"][:, 1:K],
-                           fwd["guided_mean"]], axis=1)[:, :criteria.t_max + 1]
-    var = np.concatenate([np.ones((S, 1, J)), draws["guided_var"][:, 1:K],
-                          fwd["guided_var"]], axis=1)[:, :criteria.t_max + 1]
+    end = criteria.t_max + 1
+
+    def joined(first_rows, key):
+        return np.concatenate([first_rows, fwd[key]], axis=1)[:, :end]
+
+    g = cd.sets["guided"]
+    # latent moments (the posterior's for generations 1..K-1), for plots and checks
+    latent = {"guided_mean": joined(np.concatenate([np.zeros((S, 1, J)),
+                                                    draws["guided_mean"][:, 1:K]], 1),
+                                    "guided_mean"),
+              "guided_var": joined(np.concatenate([np.ones((S, 1, J)),
+                                                   draws["guided_var"][:, 1:K]], 1),
+                                   "guided_var")}
+    # observed moments (the data for generations 0..K-1): horizons are scored on these
+    observed = {"observed_mean": joined(np.broadcast_to(g.mean[:K], (S, K, J)),
+                                        "observed_mean"),
+                "observed_var": joined(np.broadcast_to(g.var[:K], (S, K, J)),
+                                       "observed_var")}
     C, Kt = len(cd.runs[0].concepts), len(cd.runs[0].traits)
-    m_u = data_uncond_mean(cd)
-    shape4 = (S, mean.shape[1], C, Kt)
-    run_t = _horizon_samples(mean.reshape(shape4), var.reshape(shape4),
-                             m_u.reshape(1, C, Kt), criteria, True)
-    trait_t = _horizon_samples(mean.reshape(shape4), var.reshape(shape4),
-                               m_u.reshape(1, C, Kt), criteria, False)
-    obs_run, obs_traits = observed_horizons(cd, criteria, m_u)
+    m_u = data_uncond_mean(cd).reshape(1, C, Kt)
+    shape4 = (S, observed["observed_mean"].shape[1], C, Kt)
+    mean = observed["observed_mean"].reshape(shape4)
+    var = observed["observed_var"].reshape(shape4)
+    run_t = _horizon_samples(mean, var, m_u, criteria, True)
+    trait_t = _horizon_samples(mean, var, m_u, criteria, False)
+    obs_run, obs_traits = observed_horizons(cd, criteria, m_u.reshape(C, Kt))
     run = HorizonDistribution(run_t, criteria.t_max, obs_run)
     traits = {name: HorizonDistribution(trait_t[:, k], criteria.t_max, obs_traits[k])
               for k, name in enumerate(cd.runs[0].traits)}
-    return Forecast(criteria, K, run, traits, {"guided_mean": mean, "guided_var": var})
+    return Forecast(criteria, K, run, traits, latent | observed)
 
 
 # --- baselines a practitioner would use ------------------------------------------------------

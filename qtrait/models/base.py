@@ -232,6 +232,12 @@ def pooled(name: str, loc_prior: tuple, sd_scale: float, dims: str = "cell",
     return loc + sd * z
 
 
+#: what ``ModelSpec.forward`` returns per generation: the latent guided moments, and the
+#: moments observed in a guided set of the run's size drawn from them (what the next
+#: generation is finetuned on, and what a user measures: horizons are scored on these)
+FORWARD_KEYS = ("guided_mean", "guided_var", "observed_mean", "observed_var")
+
+
 def sample_guided(rng, mean, var, n, kurt):
     """Observed (zbar, s2) of a guided set of n images drawn from latent (mean, var):
     the mean is Gaussian, the variance Gamma with the kurtosis-adjusted spread."""

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import QtraitError
-from .base import ModelSpec, first_row, pooled, sample_guided, start_state
+from .base import FORWARD_KEYS, ModelSpec, first_row, pooled, sample_guided, start_state
 from .data import ChainData, design_schedule
 
 #: Priors, in standardised trait units (generation-0 SD = 1). Stated in docs/models.md.
@@ -178,8 +178,9 @@ class TiltSpec(ModelSpec):
 
     def forward(self, draws: dict, cd: ChainData, start: int, t_end: int,
                 rng: np.random.Generator) -> dict:
-        """Latent guided moments of generations start..t_end per draw (the same
-        generation map as the simulator), from the observed guided set of start-1."""
+        """Guided moments of generations start..t_end per draw (the same generation map
+        as the simulator), latent and as observed in a set of the run's size, from the
+        observed guided set of start-1 (keys FORWARD_KEYS)."""
         from ..theory.generation import Generation0, generation_step
 
         h2 = draws["h2"]
@@ -192,15 +193,15 @@ class TiltSpec(ModelSpec):
         prev = (lm[:, start - 1], lv[:, start - 1])
         n, kurt, zbar, s2 = start_state(cd, start, (S, J))
         sigma, tau = draws["sigma_learn"][:, None], draws["tau"][:, None]
-        T = t_end - start + 1
-        out_m, out_v = np.empty((S, T, J)), np.empty((S, T, J))
-        for i in range(T):
+        out = {k: np.empty((S, t_end - start + 1, J)) for k in FORWARD_KEYS}
+        for i in range(t_end - start + 1):
             noise = (sigma * rng.standard_normal((S, J)), tau * rng.standard_normal((S, J)))
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
                 r = generation_step(zbar, s2, prev, g0, params, noise)
             gm = np.where(r.valid, r.guided_mean, np.nan)
             gv = np.where(r.valid, r.guided_var, np.nan)
-            out_m[:, i], out_v[:, i] = gm, gv
             prev = (r.learned_mean, r.learned_var)
             zbar, s2 = sample_guided(rng, gm, gv, n, kurt)
-        return {"guided_mean": out_m, "guided_var": out_v, "m_uncond": draws["m_uncond"]}
+            for k, v in zip(FORWARD_KEYS, (gm, gv, zbar, s2)):
+                out[k][:, i] = v
+        return out | {"m_uncond": draws["m_uncond"]}
