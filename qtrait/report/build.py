@@ -52,7 +52,7 @@ def _has_probes(cd) -> bool:
 
 def plan(run, opts: ReportOptions, baseline=None) -> Plan:
     """Check the request against the run (and the baseline) before anything is fitted."""
-    from ..models import chain_data, fit_data
+    from ..models import chain_data, fit_data, get_spec
 
     cd = chain_data([fit_data(run)])
     check_model(opts.model, cd, "--model")
@@ -74,7 +74,7 @@ def plan(run, opts: ReportOptions, baseline=None) -> Plan:
         models = ["breeder"]
         if _has_probes(cd):
             try:
-                check_model("tilt", cd, "tilt")
+                get_spec("tilt").check(cd)
                 models.append("tilt")
             except QtraitError as exc:
                 skipped.append(f"tilt is not compared: {exc.message}")
