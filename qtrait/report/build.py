@@ -41,6 +41,9 @@ class ReportOptions:
 
 @dataclass
 class Plan:
+    """What a report fits and compares, decided by :func:`plan` before anything is fitted:
+    the run's ``ChainData``, the models fitted on all generations (and compared by PSIS-LOO),
+    and, for each default model left out, why."""
     cd: object                            # ChainData of the whole run
     models: list[str]                     # fitted on all generations, compared by LOO
     skipped: list[str]                    # why a default model is not compared

@@ -77,6 +77,8 @@ class Section:
 
 @dataclass
 class Report:
+    """One report: its title, the lines under the title and the sections in order. The
+    writers (:mod:`qtrait.report.writer`) turn it into HTML, Markdown and CSV files."""
     title: str
     meta: list[str]                 # lines under the title (what, when, with what)
     sections: list[Section]

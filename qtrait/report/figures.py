@@ -23,6 +23,7 @@ def _figure(width: float, height: float):
 
 
 def png(fig) -> bytes:
+    """A figure as PNG bytes, without the ``Software`` metadata entry."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()

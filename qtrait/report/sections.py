@@ -82,6 +82,8 @@ def _q(a: np.ndarray, qs=(0.05, 0.25, 0.5, 0.75, 0.95)) -> np.ndarray:
 # --- design --------------------------------------------------------------------------------
 
 def design_section(run, summary) -> Section:
+    """The ``design`` section: the manifest's design fields, generations, traits, axes,
+    concepts and sets present, images per generation and set, and a simulated run's truth."""
     d = run.design
     sec = Section("design", "Design")
     concepts = sorted(summary.traits["concept"].unique())
@@ -166,6 +168,9 @@ def trajectory_table(result, traits, zeroshot=None, seed: int = 0) -> pd.DataFra
 
 def trajectories_section(result, traits, zeroshot: ZeroShot | None, zeroshot_text: str,
                          seed: int = 0) -> Section:
+    """The ``trajectories`` section: guided means and variances of ``traits`` per generation,
+    observed, with the fitted model's one-step posterior predictive bands and the zero-shot
+    theory (``zeroshot``, or ``zeroshot_text`` saying why there is none)."""
     sec = Section("trajectories", "Trajectories")
     table = trajectory_table(result, traits, zeroshot, seed)
     fd = result.data.runs[0]
@@ -192,6 +197,9 @@ def trajectories_section(result, traits, zeroshot: ZeroShot | None, zeroshot_tex
 # --- selection and inheritance ----------------------------------------------------------------
 
 def selection_section(run, summary, traits) -> Section:
+    """The ``selection`` section: selection differentials, variance ratios and realized
+    heritability from the probes, as ``qtrait summarize`` computes them (a note when the run
+    has no probes)."""
     sec = Section("selection", "Selection and inheritance")
     sel, her = summary.selection, summary.heritability
     if sel.empty and her.empty:
@@ -244,6 +252,8 @@ def total_ratio(var: np.ndarray, var0: np.ndarray) -> np.ndarray:
 
 
 def variance_table(fits: dict, fc, cd, seed: int = 0) -> pd.DataFrame:
+    """Observed total variance ratio V_t/V_0 per generation beside each fit's one-step
+    posterior predictive quantiles and the forecast's (``fc``) trajectories."""
     from ..forecast import run_total_ratio
 
     g = cd.sets["guided"]
@@ -270,6 +280,8 @@ def variance_table(fits: dict, fc, cd, seed: int = 0) -> pd.DataFrame:
 
 
 def variance_section(fits: dict, fc, cd, baselines: dict, seed: int = 0) -> Section:
+    """The ``variance-decay`` section: :func:`variance_table` as a figure and a table, with
+    the collapse threshold q and the horizons of the naive ``baselines``."""
     sec = Section("variance-decay", "Variance decay")
     k, q = fc.from_generations, fc.criteria.q
     table = variance_table(fits, fc, cd, seed)
@@ -306,6 +318,10 @@ def horizon_table(fc, traits) -> pd.DataFrame:
 
 def horizon_section(fc, k_fit, bt: dict | None, traits, zeroshot_horizon: str | None,
                     last_generation: int) -> Section:
+    """The ``horizon`` section: P(collapse by generation t) of the forecast ``fc`` (fitted on
+    generations 0..K-1 by ``k_fit``), the horizons' medians and 90% intervals, the observed
+    crossing, the backtest scores ``bt`` when the run goes on after K, and the zero-shot
+    horizon."""
     sec = Section("horizon", "Collapse horizon forecast")
     crit = fc.criteria
     k = fc.from_generations
@@ -362,6 +378,8 @@ def horizon_section(fc, k_fit, bt: dict | None, traits, zeroshot_horizon: str | 
 # --- diagnostics ------------------------------------------------------------------------------
 
 def diagnostics_table(fits: list[tuple[str, object]]) -> pd.DataFrame:
+    """One row per fit and check (R-hat, bulk and tail ESS, divergences, E-BFMI) with its
+    value, the threshold of ``qtrait fit`` and pass or fail; ``fits`` are (label, result)."""
     from ..fit import EBFMI_MIN, ESS_MIN, RHAT_MAX
 
     rows = []
@@ -381,6 +399,8 @@ def diagnostics_table(fits: list[tuple[str, object]]) -> pd.DataFrame:
 
 
 def diagnostics_section(fits: list[tuple[str, object]], notes: list[str]) -> Section:
+    """The ``diagnostics`` section: :func:`diagnostics_table`, each fit's warnings and where
+    it is saved, and ``notes``."""
     sec = Section("diagnostics", "Sampling diagnostics")
     table = diagnostics_table(fits)
     failed = table[table["status"] == "fail"]
@@ -405,6 +425,9 @@ def diagnostics_section(fits: list[tuple[str, object]], notes: list[str]) -> Sec
 # --- model comparison ----------------------------------------------------------------------------
 
 def comparison_section(fits: dict, skipped: list[str]) -> Section:
+    """The ``model-comparison`` section: PSIS-LOO on the guided observations per fitted model
+    (``fits``: model name to fit), as ``qtrait fit --compare``; ``skipped`` become notes on
+    the models left out."""
     from ..compare import loo_guided
 
     sec = Section("model-comparison", "Model comparison")
@@ -435,6 +458,9 @@ def comparison_section(fits: dict, skipped: list[str]) -> Section:
 
 def sensitivity_section(result, psens: pd.DataFrame | None, psens_error: str | None,
                         crit_table: pd.DataFrame, curves: dict, t_show: int) -> Section:
+    """The ``sensitivity`` section: power-scaling sensitivity of ``result``'s posterior to its
+    priors and likelihood (``psens``, or ``psens_error`` saying why it failed), and the
+    run-level horizon with the collapse criteria moved one step (``crit_table``, ``curves``)."""
     from .sensitivity import THRESHOLD
 
     sec = Section("sensitivity", "Prior sensitivity")
@@ -467,6 +493,8 @@ def sensitivity_section(result, psens: pd.DataFrame | None, psens_error: str | N
 # --- ReDiFine ----------------------------------------------------------------------------------
 
 def redifine_section(out: dict) -> Section:
+    """The ``redifine`` section: the four predictions of the ReDiFine check (``out``, as
+    :func:`qtrait.redifine.redifine_check` returns it), with the per-trait rows."""
     sec = Section("redifine", "ReDiFine check")
     rows = pd.DataFrame([{k: v for k, v in r.items() if k != "per_trait"}
                          for r in out["predictions"]])
@@ -522,6 +550,8 @@ def _image_bytes(path) -> tuple[bytes, str]:
 
 
 def images_section(run) -> Section:
+    """The ``images`` section: the image files under each generation's ``artifacts/`` (grids
+    first), or a note that the run has none."""
     sec = Section("images", "Images per generation")
     found = find_images(run)
     if not found:

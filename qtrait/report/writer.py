@@ -96,6 +96,8 @@ def _html_figure(f: Figure) -> str:
 
 
 def to_html(report: Report) -> str:
+    """The report as one self-contained HTML page: figures embedded as base64 PNG, nothing
+    loaded from outside the page."""
     e = html.escape
     out = ['<!DOCTYPE html>', '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -148,6 +150,8 @@ def _md_table(t: Table) -> str:
 
 
 def to_markdown(report: Report) -> str:
+    """The report as Markdown: the same text and tables, figures linked as
+    ``figures/<name>.<suffix>``."""
     out = [f"# {report.title}", ""]
     out += [f"{line}  " for line in report.meta]
     out += ["", "Sections: " + ", ".join(f"[{s.title}](#{s.id})" for s in report.sections), ""]
