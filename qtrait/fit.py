@@ -72,6 +72,13 @@ def config_hash(model: str, priors: dict, settings: SamplerSettings, generations
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def data_key(run: Run, fd) -> tuple:
+    """What identifies the data of a fit in its config hash: the run id, the generations,
+    and a trait/concept selection (:meth:`qtrait.rundir.Run.select`) when there is one."""
+    sel = run.manifest.get("selection")
+    return (fd.run_id, fd.generations) + ((sel,) if sel else ())
+
+
 def diagnose(idata, var_names) -> tuple[dict, list[str]]:
     """Max R-hat, min bulk/tail ESS, divergences, min E-BFMI, and what to do about them."""
     import arviz as az
@@ -179,7 +186,7 @@ def fit(runs, model: str = "breeder", settings: SamplerSettings = SamplerSetting
     cd = chain_data(datas)
     spec.check(cd)
     h = config_hash(spec.name, spec.priors, settings,
-                    [(d.run_id, d.generations) for d in datas])
+                    [data_key(r, d) for r, d in zip(runs, datas)])
     idata = _sample(spec, cd, settings, progress, upto)
     free = json.loads(idata.posterior.attrs["free_variables"])
     diag, advice = diagnose(idata, free)
@@ -195,6 +202,7 @@ def fit(runs, model: str = "breeder", settings: SamplerSettings = SamplerSetting
                                                           "arviz", "nutpie"))),
         "standardisation": "traits in generation-0 guided SD units per (concept, trait)",
         "excluded_traits": json.dumps(excluded),
+        "selection": json.dumps([r.manifest.get("selection") for r in runs]),
     })
     path = None
     if save:

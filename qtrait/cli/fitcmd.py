@@ -10,7 +10,7 @@ import typer
 
 from ..errors import QtraitError
 from .common import GENERATIONS_HELP, JSON_HELP, parse_generations, print_json
-from .options import D, Q, R, TMax, make_criteria
+from .options import Concepts, D, Q, R, TMax, Traits, make_criteria, open_selected
 
 Model = Annotated[str, typer.Option("--model", help="breeder, tilt (needs probes), exact "
                                     "(needs probes) or hier (several runs).")]
@@ -89,6 +89,7 @@ def fit_cmd(
                                          "that applies)."),
     prior_predictive: bool = typer.Option(False, "--prior-predictive", help="Check the "
                                           "priors against the data instead of fitting."),
+    traits: Traits = None, concepts: Concepts = None,
     json_out: Json = False,
 ) -> None:
     """Sample the posterior of a model on a run; save it under the run's fits/ folder.
@@ -100,11 +101,10 @@ def fit_cmd(
     """
     from ..fit import fit, summary_table
     from ..models import get_spec
-    from ..rundir import open_run
 
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
     spec = get_spec(model)
-    opened = [open_run(r) for r in runs]
+    opened = [open_selected(r, traits, concepts) for r in runs]
     gens = parse_generations(generations)
     if prior_predictive:
         from ..prior_predictive import prior_predictive_check
@@ -184,6 +184,7 @@ def predict_cmd(
     q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50,
     chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
     target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
+    traits: Traits = None, concepts: Concepts = None,
     json_out: Json = False,
 ) -> None:
     """Forecast the collapse horizon from the first K generations.
@@ -192,11 +193,11 @@ def predict_cmd(
     horizon t* (the first generation where a criterion holds): median, 90% interval,
     P(collapse by generation t), P(no collapse within T_max), for the run and per trait.
     """
-    from ..rundir import open_run
 
     crit = make_criteria(q, d, r, t_max)
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
-    result, fc = _forecast_first(open_run(run), from_generations, model, crit, settings,
+    result, fc = _forecast_first(open_selected(run, traits, concepts), from_generations,
+                                 model, crit, settings,
                                  not json_out)
     out = {"run": str(run), "model": result.model, **fc.to_dict(),
            "diagnostics": result.diagnostics, "warnings": result.warnings,
@@ -224,6 +225,7 @@ def backtest_cmd(
     q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50,
     chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
     target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
+    traits: Traits = None, concepts: Concepts = None,
     json_out: Json = False,
 ) -> None:
     """Forecast from the first K generations and score it against the later ones.
@@ -235,11 +237,10 @@ def backtest_cmd(
     the total variance).
     """
     from ..forecast import backtest
-    from ..rundir import open_run
 
     crit = make_criteria(q, d, r, t_max)
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
-    opened = open_run(run)
+    opened = open_selected(run, traits, concepts)
     if from_generations >= len(opened.generations):
         raise QtraitError("backtest needs generations after the first K to score against")
     result, fc = _forecast_first(opened, from_generations, model, crit, settings,
@@ -275,17 +276,18 @@ def compare_cmd(
     q: Q = 0.5,
     chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
     target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
+    traits: Traits = None, concepts: Concepts = None,
     json_out: Json = False,
 ) -> None:
     """The ReDiFine check (theory.md section 5): four predictions, each with P(direction),
     the measured effect and the effect the zero-shot theory predicts."""
     from ..redifine import redifine_check
-    from ..rundir import open_run
 
     if rho is not None and not 0 <= rho <= 1:
         raise QtraitError(f"--rho must be in [0, 1], got {rho}")
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
-    out = redifine_check(open_run(baseline), open_run(mitigated), settings, rho=rho,
+    out = redifine_check(open_selected(baseline, traits, concepts),
+                         open_selected(mitigated, traits, concepts), settings, rho=rho,
                          q=q, progress=not json_out, seed=seed)
     if json_out:
         print_json({k: v for k, v in out.items() if k != "text"})

@@ -40,6 +40,31 @@ PDrop = Annotated[float, typer.Option("--p-drop", help="Condition-drop rate of f
                                       "(recorded; its effect is rho).")]
 
 
+Traits = Annotated[Optional[str], typer.Option(
+    "--traits", help="Comma-separated traits to fit (default: all). Fits cost grows with "
+    "traits x concepts: on a large run, fit the trait axes first.")]
+Concepts = Annotated[Optional[str], typer.Option(
+    "--concepts", help="Comma-separated concepts to fit (default: all).")]
+
+
+def names(text: str | None) -> list[str] | None:
+    """A comma-separated list of names (``None`` stays ``None``: all)."""
+    if text is None:
+        return None
+    out = [x.strip() for x in text.split(",") if x.strip()]
+    if not out:
+        raise QtraitError("give at least one name, comma-separated")
+    return out
+
+
+def open_selected(path, traits: str | None = None, concepts: str | None = None):
+    """Open a run and restrict it to the chosen traits and concepts (the --traits and
+    --concepts options)."""
+    from ..rundir import open_run
+
+    return open_run(path).select(names(traits), names(concepts))
+
+
 def make_sampler(name: str, steps: int, spacing: str, prediction: str, betas: str) -> Sampler:
     try:
         noise = NoiseSchedule.stable_diffusion() if betas == "sd" else (

@@ -12,7 +12,7 @@ import typer
 from ..errors import QtraitError
 from .fitcmd import (Chains, Draws, FromGenerations, SamplerOpt, Seed, TargetAccept, Tune,
                      settings_of)
-from .options import D, Q, R, TMax, make_criteria
+from .options import Concepts, D, Q, R, TMax, Traits, make_criteria, open_selected
 
 ReportModel = Annotated[str, typer.Option("--model", help="The model of the trajectories, "
                                           "horizon forecast and prior sensitivity: breeder, "
@@ -97,6 +97,7 @@ def report_cmd(
     q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50,
     chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
     target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
+    traits: Traits = None, concepts: Concepts = None,
 ) -> None:
     """Write a report of a run: one HTML page with figures, Markdown, CSV tables.
 
@@ -110,7 +111,6 @@ def report_cmd(
     from ..report import (FitStore, ReportOptions, build_report, plan, prepare_out,
                           write_index, write_report)
     from ..report.build import one_line
-    from ..rundir import open_run
 
     crit = make_criteria(q, d, r, t_max)
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
@@ -118,13 +118,13 @@ def report_cmd(
         raise QtraitError(f"--h2 must be in [0, 1], got {h2}")
     if rho is not None and not 0 <= rho <= 1:
         raise QtraitError(f"--rho must be in [0, 1], got {rho}")
-    opened = [open_run(p) for p in runs]
+    opened = [open_selected(p, traits, concepts) for p in runs]
     ids = [o.run_id for o in opened]
     dup = sorted({i for i in ids if ids.count(i) > 1})
     if dup:
         raise QtraitError(f"run id(s) {', '.join(dup)} given twice: several runs get one "
                           "folder each, named by run id")
-    base = open_run(baseline) if baseline is not None else None
+    base = open_selected(baseline, traits, concepts) if baseline is not None else None
     opts = ReportOptions(settings=settings, criteria=crit, model=model,
                          from_generations=from_generations,
                          compare_models=_models(compare_models), h2=h2, rho=rho)

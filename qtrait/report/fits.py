@@ -55,17 +55,18 @@ class FitStore:
 
     def get(self, run: Run, model: str, generations: slice | None = None):
         """The fit of ``model`` on ``run`` (generations: a slice of generation numbers)."""
-        from ..fit import config_hash
+        from ..fit import config_hash, data_key
         from ..models import chain_data, fit_data, get_spec
 
         spec = get_spec(model)
         fd = fit_data(run, generations)
-        key = (str(Path(run.root).resolve()), model, tuple(fd.generations))
+        key = (str(Path(run.root).resolve()), model,
+               json.dumps(data_key(run, fd), default=str))
         if key in self._cache:
             return self._cache[key]
         cd = chain_data([fd])
         spec.check(cd)
-        h = config_hash(spec.name, spec.priors, self.settings, [(fd.run_id, fd.generations)])
+        h = config_hash(spec.name, spec.priors, self.settings, [data_key(run, fd)])
         path = layout.fit_path(run.root, spec.name, h)
         result = self._load(path, spec, cd, fd, h) if path.exists() else None
         if result is None:

@@ -9,6 +9,7 @@ guard them all.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,37 @@ class Run:
             return None
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}
+
+    def select(self, traits: list[str] | None = None,
+               concepts: list[str] | None = None) -> "Run":
+        """The same run restricted to some traits and concepts (``None``: all), e.g. to fit
+        a model on the trait axes only. The selection is recorded in the manifest copy
+        (``selection``), so fits of different selections never share a saved file."""
+        if traits is None and concepts is None:
+            return self
+        unknown = [t for t in traits or [] if t not in self.traits]
+        if unknown:
+            raise QtraitError(f"run {self.run_id} has no trait {', '.join(unknown)}",
+                              hint="its traits: " + ", ".join(self.traits))
+        have = {str(c) for df in self._tables.values() for c in df["concept"].unique()}
+        missing = [c for c in concepts or [] if c not in have]
+        if missing:
+            raise QtraitError(f"run {self.run_id} has no concept {', '.join(missing)}",
+                              hint="its concepts: " + ", ".join(sorted(have)))
+        keep_t = [t for t in self.traits if traits is None or t in traits]
+        manifest = copy.deepcopy(self.manifest)
+        manifest["traits"]["names"] = keep_t
+        if "axes" in manifest["traits"]:
+            manifest["traits"]["axes"] = [a for a in manifest["traits"]["axes"] if a in keep_t]
+        manifest["selection"] = {"traits": keep_t if traits is not None else None,
+                                 "concepts": sorted(concepts) if concepts else None}
+        tables = {}
+        for key, df in self._tables.items():
+            if concepts:
+                df = df[df["concept"].astype(str).isin(concepts)]
+            tables[key] = df[[c for c in df.columns if c not in self.traits or c in keep_t]]
+        return Run(self.root, manifest, list(self.generations), list(self.incomplete),
+                   list(self.notices), tables)
 
     def output_dir(self, kind: str) -> Path:
         """qtrait's own output folder of this run (``fits``, ``reports``, ``summaries``)."""
