@@ -54,5 +54,21 @@ examples: $(TEST_VENV)/.installed
 docs: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python tools/gen_api_docs.py
 
+## studies: the studies of analyses/ and the generated tables of docs/results.md. Each
+## study resumes from its committed records (*.jsonl), so this only rewrites reports and
+## figures unless records are deleted; the miniature-chain studies then run their chains
+## (analyses/cfg_sweep/runs etc.; see docs/results.md for the times)
+.PHONY: studies
+studies: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python analyses/horizon_vs_cfg/run.py
+	$(TEST_VENV)/bin/python analyses/toy_chain_phenomena/run.py
+	$(TEST_VENV)/bin/python analyses/interval_coverage/run.py
+	$(TEST_VENV)/bin/python analyses/sbc/run.py
+	$(TEST_VENV)/bin/python analyses/horizon_calibration/run.py
+	$(TEST_VENV)/bin/python analyses/cfg_sweep/run.py
+	$(TEST_VENV)/bin/python analyses/redifine_study/run.py
+	$(TEST_VENV)/bin/python analyses/forecasting/run.py
+	$(TEST_VENV)/bin/python analyses/results_summary.py
+
 clean:
 	rm -rf $(DEMO_VENV) $(TEST_VENV) build *.egg-info .pytest_cache
