@@ -71,14 +71,18 @@ def _verdict(p: float, threshold: float) -> str:
     return "yes" if p >= threshold else ("no" if p <= 1 - threshold else "unclear")
 
 
-def _zero_shot(base_cd, base_fit, mit_cd, rho):
-    """Predicted per-cell quantities for each design: one generation of the exact map."""
+def _zero_shot(base_cd, base_fit, mit_cd, rho, assumed=None):
+    """Predicted per-cell quantities for each design: one generation of the exact map,
+    with h^2 and V_m the baseline fit's posterior medians, or ``assumed`` (h2, v_mut)."""
     from .models.data import design_schedule
     from .theory.generation import Generation0, MapParams, generation_step
 
-    post = base_fit.idata.posterior
-    h2 = post["h2"].median(("chain", "draw")).values
-    vm = post["v_mut"].median(("chain", "draw")).values
+    if assumed is not None:
+        h2, vm = (np.full(base_cd.J, float(v)) for v in assumed)
+    else:
+        post = base_fit.idata.posterior
+        h2 = post["h2"].median(("chain", "draw")).values
+        vm = post["v_mut"].median(("chain", "draw")).values
     w1, un = base_cd.sets["probe_w1"], base_cd.sets["probe_uncond"]
     J = base_cd.J
     g0 = Generation0.of(mean0=np.zeros(J), var0=np.ones(J), m_base=w1.mean[0],
@@ -100,13 +104,17 @@ def _zero_shot(base_cd, base_fit, mit_cd, rho):
 
 
 def redifine_check(base_run, mit_run, settings, rho: float | None = None,
-                   q: float = 0.5, progress: bool = False, seed: int = 0) -> dict:
+                   q: float = 0.5, progress: bool = False, seed: int = 0,
+                   h2: float | None = None) -> dict:
     """The four ReDiFine predictions for a baseline and a mitigated run (``qtrait compare``).
 
     ``base_run`` and ``mit_run`` are open runs with the same traits and concepts;
     ``settings`` are the sampler settings of the fits (:class:`qtrait.fit.SamplerSettings`);
     ``rho`` overrides the condition-drop adaptation (default: the mitigated run's posterior
-    median); ``q`` is the variance-collapse threshold of prediction 3. Fits the ``breeder``
+    median); ``q`` is the variance-collapse threshold of prediction 3; ``h2`` (with ``rho``
+    given, or a mitigated run without condition drop) makes the zero-shot column assume
+    that heritability and no mutation instead of fitting ``tilt``/``exact`` to the
+    baseline, which on a large real run can take long. Fits the ``breeder``
     model to both runs (and ``tilt``/``exact`` when both have probes) and returns a dict with
     ``baseline``, ``mitigated``, ``rho``, ``predictions`` (one row per prediction, with
     ``per_trait`` rows), ``per_trait_threshold``, the fits' ``diagnostics`` and ``text``
@@ -128,7 +136,11 @@ def redifine_check(base_run, mit_run, settings, rho: float | None = None,
     fits = {lab: fit(run, "breeder", settings, save=True, progress=progress)
             for lab, run in (("baseline", base_run), ("mitigated", mit_run))}
     predicted, rho_used = None, rho
-    if probes:
+    p_drop = float(mit_cd.design().get("p_drop", 0.0))
+    if probes and h2 is not None and (rho is not None or p_drop == 0):
+        rho_used = rho if p_drop > 0 else 0.0
+        predicted = _zero_shot(base_cd, None, mit_cd, rho_used, assumed=(h2, 0.0))
+    elif probes:
         def fam(cd):
             return "tilt" if (cd.design().get("cfg_schedule") or "constant") == "constant" \
                 else "exact"
@@ -210,7 +222,9 @@ def redifine_check(base_run, mit_run, settings, rho: float | None = None,
         np.median(np.abs(gm) - np.abs(gb), axis=0), pe4)
     lines = [f"ReDiFine check: {base_run.run_id} (baseline) vs {mit_run.run_id} (mitigated); "
              f"rho {'given' if rho is not None else 'from the mitigated run'}: "
-             f"{rho_used if rho_used is not None else 'n/a (no probes)'}",
+             f"{rho_used if rho_used is not None else 'n/a (no probes)'}"
+             + (f"; theory column assumes h2 = {h2:g}, no mutation" if h2 is not None
+                and predicted is not None and rho_used is not None else ""),
              f"{'#':2} {'quantity':30} {'expected':16} {'baseline':>9} {'mitigated':>9} "
              f"{'measured':>9} {'theory':>9} {'P(dir)':>7}  verdict"]
     for r in rows:

@@ -274,6 +274,10 @@ def compare_cmd(
                                         "unconditional branch (default: the mitigated run's "
                                         "posterior median)."),
     q: Q = 0.5,
+    h2: Optional[float] = typer.Option(None, "--h2", help="Assume this heritability (and "
+                                       "no mutation) for the theory column instead of "
+                                       "fitting tilt/exact to the baseline; needs --rho when "
+                                       "the mitigated run uses condition drop."),
     chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
     target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
     traits: Traits = None, concepts: Concepts = None,
@@ -285,10 +289,12 @@ def compare_cmd(
 
     if rho is not None and not 0 <= rho <= 1:
         raise QtraitError(f"--rho must be in [0, 1], got {rho}")
+    if h2 is not None and not 0 <= h2 <= 1:
+        raise QtraitError(f"--h2 must be in [0, 1], got {h2}")
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
     out = redifine_check(open_selected(baseline, traits, concepts),
                          open_selected(mitigated, traits, concepts), settings, rho=rho,
-                         q=q, progress=not json_out, seed=seed)
+                         q=q, progress=not json_out, seed=seed, h2=h2)
     if json_out:
         print_json({k: v for k, v in out.items() if k != "text"})
     else:
