@@ -224,7 +224,7 @@ def redifine_check(base_run, mit_run, settings, rho: float | None = None,
              f"rho {'given' if rho is not None else 'from the mitigated run'}: "
              f"{rho_used if rho_used is not None else 'n/a (no probes)'}"
              + (f"; theory column assumes h2 = {h2:g}, no mutation" if h2 is not None
-                and predicted is not None and rho_used is not None else ""),
+                and predicted is not None else ""),
              f"{'#':2} {'quantity':30} {'expected':16} {'baseline':>9} {'mitigated':>9} "
              f"{'measured':>9} {'theory':>9} {'P(dir)':>7}  verdict"]
     for r in rows:
@@ -238,7 +238,11 @@ def redifine_check(base_run, mit_run, settings, rho: float | None = None,
     if not probes:
         lines.append("no probe sets in one of the runs: predictions 1-2 and the zero-shot "
                      "effects need them")
+    assumed = h2 is not None and predicted is not None and rho_used is not None
+    theory = (None if predicted is None else
+              f"assumed h2 = {h2:g}, no mutation" if assumed else
+              "the baseline's posterior h2 and V_m")
     return {"baseline": base_run.run_id, "mitigated": mit_run.run_id, "rho": rho_used,
-            "predictions": rows, "per_trait_threshold": per_trait_threshold,
+            "theory": theory, "predictions": rows, "per_trait_threshold": per_trait_threshold,
             "diagnostics": {k: v.diagnostics for k, v in fits.items()},
             "text": "\n".join(lines)}

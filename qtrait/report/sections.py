@@ -504,7 +504,8 @@ def redifine_section(out: dict) -> Section:
     sec.add(Text(f"Theory.md section 5, as qtrait compare {out['baseline']} "
                  f"{out['mitigated']} checks it: baseline {out['baseline']}, mitigated "
                  f"{out['mitigated']}; rho = "
-                 f"{'n/a (no probes)' if rho is None else f'{rho:.3g}'}. P(direction) is the "
+                 f"{'n/a (no probes)' if rho is None else f'{rho:.3g}'}; zero-shot theory "
+                 f"from {out.get('theory') or 'nothing (no probes)'}. P(direction) is the "
                  "probability that the mitigation moved the quantity the way the theory "
                  "expects; 'yes' needs 0.9 pooled over traits and concepts."),
             Table("redifine", "The four predictions", rows),

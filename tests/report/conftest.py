@@ -51,7 +51,8 @@ def shipped(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def chain_report(shipped, tmp_path_factory) -> Made:
     """The report of the real chain chain_042 (breeder only: tilt on its 150 cells takes
-    many minutes; the default comparison is covered by the slow test)."""
+    many minutes; the report handles a compared tilt fit as any other, and the tilt model
+    itself is tested in tests/models)."""
     out = tmp_path_factory.mktemp("report") / "chain_042"
     code, so, se = qtrait("report", shipped["chain_042"], "--out", out,
                           "--compare-models", "breeder", *SETTINGS)

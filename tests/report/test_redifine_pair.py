@@ -1,6 +1,7 @@
 """`qtrait report data/runs/chain_042_redifine --baseline data/runs/chain_042` on the real
-pair (slow: the ReDiFine check fits tilt on chain_042's 150 cells, which takes many
-minutes even with one short chain; `make test-slow`)."""
+pair, as `make demo` writes it: two traits, breeder only, rho (and h2) assumed for the
+theory column, so nothing but breeder is fitted (tilt on this real chain takes many
+minutes; docs/cli.md section 14)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,15 @@ from tests.report.conftest import qtrait
 from tests.report.test_report import outline
 
 pytest.importorskip("nutpie")
-pytestmark = pytest.mark.slow
 
 QUICK = ("--chains", "1", "--draws", "200", "--tune", "200")
+DEMO = ("--traits", "pc_1,pc_2", "--compare-models", "breeder", "--rho", "0.5")
 
 
 def test_redifine_report_on_the_real_pair(shipped, tmp_path):
     out = tmp_path / "redifine"
-    # --rho: the check would otherwise fit `exact` on the mitigated run (a linear schedule)
     code, so, err = qtrait("report", shipped["chain_042_redifine"], "--baseline",
-                           shipped["chain_042"], "--out", out, "--rho", "0.5", *QUICK)
+                           shipped["chain_042"], "--out", out, *DEMO, *QUICK)
     assert code == 0, err
     assert list(outline(out / "report.html").sections) == list(SECTION_IDS)
     r = pd.read_csv(out / "tables" / "redifine.csv")
@@ -40,7 +40,8 @@ def test_redifine_report_on_the_real_pair(shipped, tmp_path):
                                   else "unclear")
     html = (out / "report.html").read_text()
     assert "rho = 0.5" in html                     # the given rho, in the check and theory
-    assert "tilt is not compared: the tilt has no form for a guidance schedule" in html
+    assert "assumed h2 = 0.9, no mutation" in html  # the theory column's assumption, said
+    assert set(per["trait"]) == {"pc_1", "pc_2"}   # the selection reaches the check
     assert (out / "figures" / "redifine.png").exists()
-    # the baseline's breeder and tilt fits were made once, for the check
-    assert err.count("fitting now") == 4           # RUN breeder x2, baseline breeder, tilt
+    # only breeder: RUN on all generations and on 0..2, the baseline once for the check
+    assert err.count("fitting now") == 3 and "tilt" not in err and "exact" not in err, err
