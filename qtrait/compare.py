@@ -48,6 +48,9 @@ def one_step_elpd(result, t_next: int, seed: int = 0) -> tuple[float, int]:
 
 
 def applicable_models(run) -> list[str]:
+    """The single-run models whose checks accept ``run`` (its sets and design decide:
+    ``tilt`` needs both probe sets and a constant schedule, ``exact`` both probe sets), in
+    the order breeder, tilt, exact."""
     from .models import chain_data, fit_data, get_spec
 
     cd = chain_data([fit_data(run)])
@@ -62,6 +65,9 @@ def applicable_models(run) -> list[str]:
 
 
 def loo_guided(result) -> dict:
+    """PSIS-LOO of a fit over its guided-set observations only (ArviZ ``loo`` on the
+    pointwise log-likelihood), so models with and without the probes compare on the same
+    data: ``elpd_loo``, ``se``, ``p_loo`` and the largest Pareto k, ``pareto_k_max``."""
     import arviz as az
 
     ll = result.idata.log_likelihood["y"]

@@ -53,6 +53,9 @@ class SamplerSettings:
 
 @dataclass
 class FitResult:
+    """A sampled posterior and what `qtrait fit` reports about it: the InferenceData, the
+    diagnostics and their warnings, the traits left out, the saved path and config hash,
+    the model's name, the fitted data (ChainData) and the model spec."""
     idata: object
     diagnostics: dict
     warnings: list[str]
@@ -65,6 +68,8 @@ class FitResult:
 
 
 def config_hash(model: str, priors: dict, settings: SamplerSettings, generations) -> str:
+    """Hash of what determines a fit (model, priors, sampler settings, the data keys of
+    :func:`data_key`, qtrait's version): the saved file's name, ``fits/<model>-<hash>.nc``."""
     blob = json.dumps({"model": model, "priors": {k: np.asarray(v).tolist()
                                                   for k, v in priors.items()},
                        "settings": asdict(settings), "generations": list(generations),

@@ -125,6 +125,8 @@ def data_uncond_mean(cd) -> np.ndarray:
 
 @dataclass
 class Forecast:
+    """A horizon forecast (``qtrait predict``): the criteria, K, the run-level and per-trait
+    :class:`HorizonDistribution`, and the per-draw trajectories (latent and observed)."""
     criteria: Criteria
     from_generations: int
     run: HorizonDistribution

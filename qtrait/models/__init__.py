@@ -22,6 +22,8 @@ REGISTRY = {"breeder": BreederSpec, "tilt": TiltSpec, "exact": ExactSpec, "hier"
 
 
 def get_spec(name: str) -> ModelSpec:
+    """The specification of model ``name`` (breeder, tilt, exact, hier); QtraitError for
+    another name."""
     try:
         return REGISTRY[name]()
     except KeyError:

@@ -29,6 +29,9 @@ class SetStats:
 
 @dataclass
 class FitData:
+    """Sufficient statistics of one run for a fit: per set, (generation, concept, trait)
+    arrays of n, mean, variance and excess kurtosis in generation-0 SD units, with the
+    standardisation (centre, scale), the design and the traits left out."""
     run_id: str
     generations: list[int]
     concepts: list[str]

@@ -19,6 +19,8 @@ from .tilt import TiltSpec
 
 @dataclass(frozen=True)
 class ExactSpec(TiltSpec):
+    """The ``exact`` model: ``tilt`` with selection by the exact Gaussian sampler map of the
+    run's sampler and guidance schedule (works with any schedule)."""
     name: str = "exact"
     selection: str = "exact"
 

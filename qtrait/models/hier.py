@@ -66,6 +66,8 @@ def design_matrix(cd: ChainData) -> tuple[np.ndarray, list[str], list[str]]:
 
 @dataclass(frozen=True)
 class HierSpec(BreederSpec):
+    """The ``hier`` model: breeder per run, with run-level parameters regressed on the
+    design covariates (module docstring)."""
     name: str = "hier"
     priors: dict = field(default_factory=lambda: dict(DEFAULT_PRIORS))
     reported = ("a_log_lambda", "b_log_lambda", "a_gamma", "b_gamma", "a_log_v_mut",
