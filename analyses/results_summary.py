@@ -243,24 +243,37 @@ def forecasting_rows(recs: list[dict], K: int, nontrivial: bool):
     cov = np.mean([r["model"]["covered"] for r in rs])
     err = {m: np.array([r["abs_error"][m] for r in rs])
            for m in ("model", "linear", "exponential")}
-    return len(rs), cov, {m: (e.mean(), np.median(e)) for m, e in err.items()}
+    cens = lambda t, last: last + 1 if t is None or t > last else t  # noqa: E731
+    width = np.median([cens(r["model"]["hi90"], r["last_generation"])
+                       - cens(r["model"]["lo90"], r["last_generation"]) for r in rs])
+    return len(rs), cov, {m: (e.mean(), np.median(e)) for m, e in err.items()}, width
 
 
 def forecasting_table(real: list[dict], sim: list[dict]) -> str:
-    lines = ["| chains | K | n | coverage of 90% | model mean (median) abs. error | linear | "
-             "exponential |", "|---|---|---|---|---|---|---|"]
+    lines = ["| chains | K | n | coverage of 90% | median width of 90% | model mean (median) "
+             "abs. error | linear | exponential |", "|---|---|---|---|---|---|---|---|"]
     for label, recs in (("real", real), ("simulated", sim)):
         for subset, nontrivial in (("all", False), ("non-trivial", True)):
             for K in sorted({r["K"] for r in recs}):
                 s = forecasting_rows(recs, K, nontrivial)
                 if s is None:
-                    lines.append(f"| {label}, {subset} | {K} | 0 | | | | |")
+                    lines.append(f"| {label}, {subset} | {K} | 0 | | | | | |")
                     continue
-                n, cov, e = s
-                lines.append(f"| {label}, {subset} | {K} | {n} | {cov:.2f} | "
+                n, cov, e, width = s
+                lines.append(f"| {label}, {subset} | {K} | {n} | {cov:.2f} | {width:.0f} | "
                              + " | ".join(f"{e[m][0]:.2f} ({e[m][1]:.1f})"
                                           for m in ("model", "linear", "exponential"))
                              + " |")
+    per = []
+    for K in sorted({r["K"] for r in real}):
+        ts = [t for r in real if r["K"] == K for t in r["traits"]
+              if not (t["observed"] is not None and t["observed"] <= K - 1)]
+        if ts:
+            per.append(f"K = {K}: {len(ts)}, coverage {np.mean([t['covered'] for t in ts]):.2f}"
+                       f", mean log score {np.mean([t['log_score'] for t in ts]):.2f}")
+    if per:
+        lines += ["", "Per-trait horizons of the real chains (9 axes; model only), non-trivial "
+                  "forecasts: " + "; ".join(per) + "."]
     return "\n".join(lines)
 
 
@@ -269,7 +282,7 @@ def forecasting_summary(real: list[dict], sim: list[dict]) -> str:
     for label, recs in (("real", real), ("simulated", sim)):
         s = forecasting_rows(recs, 3, True)
         if s:
-            n, cov, e = s
+            n, cov, e, _ = s
             parts.append(f"{label}, K = 3, non-trivial: n = {n}, coverage {cov:.2f}, mean "
                          f"abs. error model {e['model'][0]:.2f} / linear {e['linear'][0]:.2f}"
                          f" / exponential {e['exponential'][0]:.2f}")
@@ -302,7 +315,8 @@ def blocks() -> dict[str, str]:
     return {"summary": summary + source(["each study's record files or results.md"]),
             "cfg_sweep": cfg_sweep_table(sweep) + compute(sweep, [])
             + source(["analyses/cfg_sweep/chains.jsonl"], "analyses/cfg_sweep/run.py"),
-            "redifine": redifine_table(red_chains, red_checks) + compute(red_chains, red_checks)
+            "redifine": redifine_table(red_chains, red_checks)
+            + compute([r for r in red_chains if r["condition"] in ("drop", "both")], red_checks)
             + source(["analyses/redifine_study/chains.jsonl",
                       "analyses/redifine_study/checks.jsonl"], "analyses/redifine_study/run.py"),
             "forecasting": forecasting_table(real, sim) + compute([], real + sim)
@@ -325,7 +339,7 @@ def compute(chains: list[dict], other: list[dict]) -> str:
                      f"manifest to the last generation (total {sum(cs) / 60:.0f} min)")
     fs = [r["fitted"]["seconds"] for r in chains if "fitted" in r]
     if fs:
-        parts.append(f"breeder fits of the whole runs median {np.median(fs):.0f} s "
+        parts.append(f"breeder fits of these runs median {np.median(fs):.0f} s "
                      f"(total {sum(fs) / 60:.0f} min)")
     os_ = [r["seconds"] for r in other if "seconds" in r]
     if os_:

@@ -324,10 +324,12 @@ def main(argv=None) -> None:
     names = {c["name"] for c in chain_configs(cfg).values()}
     chains = [r for r in mc.read_records(CHAINS).values() if r["name"] in names]
     checks = list(mc.read_records(CHECKS, "pair").values())
-    chain_s = [r["chain_seconds"] for r in chains if r["chain_seconds"] > 0]
+    # baseline and decay chains are the CFG sweep's (config reuse_runs_from): not counted
+    own = [r for r in chains if cfg["conditions"][r["condition"]]["p_drop"] > 0]
+    chain_s = [r["chain_seconds"] for r in own if r["chain_seconds"] > 0]
     runtime = (f"Machine: {mc.software()}; the 2-core development machine, shared with "
-               f"other jobs (`nice -n 15`). Chains run by this study (the others reused "
-               f"from analyses/cfg_sweep): {len(chain_s)}, median "
+               f"other jobs (`nice -n 15`). Chains run by this study (condition drop; "
+               f"the others are analyses/cfg_sweep's): {len(chain_s)}, median "
                f"{np.median(chain_s) if chain_s else float('nan'):.0f} s each; breeder fits "
                f"median {np.median([r['fitted']['seconds'] for r in chains]):.0f} s; checks "
                f"median {np.median([c['seconds'] for c in checks]):.0f} s each (total "
