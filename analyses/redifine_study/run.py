@@ -108,8 +108,16 @@ def check(base: Path, mit: Path, key, cfg: dict, rho: float | None) -> dict:
 def run_all(cfg: dict, chains_only: bool, existing_only: bool = False, log=print) -> None:
     configs = chain_configs(cfg)
     reuse = [ROOT / p for p in cfg["reuse_runs_from"]]
+    # only the chains a missing record needs (a rerun with every record runs nothing)
+    done, checks = mc.read_records(CHAINS), mc.read_records(CHECKS, "pair")
+    needed = {key for key, config in configs.items() if config["name"] not in done}
+    for (cond, w, seed) in configs:
+        if cond in MITIGATIONS and f"{cond}_w{w:g}_s{seed}" not in checks:
+            needed |= {(cond, w, seed), ("baseline", w, seed)}
     paths, secs = {}, {}
     for key, config in configs.items():
+        if key not in needed:
+            continue
         if existing_only and not (
                 mc.is_complete(RUNS / config["name"], config["generations"])
                 or any(mc.is_complete(r / config["name"], config["generations"])
@@ -118,7 +126,6 @@ def run_all(cfg: dict, chains_only: bool, existing_only: bool = False, log=print
         paths[key], secs[key] = mc.ensure_chain(RUNS, config, reuse, log=log)
     if chains_only:
         return
-    done = mc.read_records(CHAINS)
     for key, config in configs.items():
         if config["name"] in done or key not in paths:
             continue
@@ -127,7 +134,6 @@ def run_all(cfg: dict, chains_only: bool, existing_only: bool = False, log=print
         mc.append_record(CHAINS, rec)
         log(f"{config['name']}: observed {rec['observed']['t_obs']}, fitted "
             f"{rec['fitted']['median']} ({time.perf_counter() - t0:.0f} s)")
-    checks = mc.read_records(CHECKS, "pair")
     for seed in cfg["seeds"]:
         for w in cfg["cfg_scales"]:
             for cond in MITIGATIONS:
