@@ -1,0 +1,36 @@
+"""docs/results.md quotes only measured numbers: every decimal number in its hand-written
+text appears in one of its generated blocks (analyses/results_summary.py) or in a study's
+generated results.md (analyses/<study>/run.py), so a number cannot drift from the
+scripts that produce it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BLOCK = re.compile(r"<!-- begin generated.*?<!-- end generated[^>]*-->", re.S)
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
+
+
+def unsourced(page: str, sources: str) -> list[str]:
+    hand = BLOCK.sub("", page)
+    known = "".join(BLOCK.findall(page)) + sources
+    return sorted({n for n in DECIMAL.findall(hand) if n not in known})
+
+
+def test_results_page_numbers_come_from_the_studies():
+    page = (ROOT / "docs" / "results.md").read_text()
+    studies = "".join(p.read_text() for p in sorted(ROOT.glob("analyses/*/results.md")))
+    assert BLOCK.search(page), "docs/results.md has no generated block"
+    missing = unsourced(page, studies)
+    assert not missing, ("numbers in docs/results.md's hand-written text that no generated "
+                         f"table or study results.md contains: {missing}")
+
+
+def test_the_check_catches_an_invented_number():
+    page = ("text 0.25 and 1.5\n<!-- begin generated: x -->\n| 0.25 |\n"
+            "<!-- end generated: x -->\n")
+    assert unsourced(page, "") == ["1.5"]
+    assert unsourced(page, "1.5 measured") == []
+    assert unsourced("Python 3.11.7, qtrait 0.1.0", "") == []   # versions are not numbers
