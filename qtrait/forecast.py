@@ -123,6 +123,17 @@ def data_uncond_mean(cd) -> np.ndarray:
     return m
 
 
+def check_from_generations(run, k: int) -> None:
+    """QtraitError unless a forecast from generations 0..k-1 of ``run`` is possible
+    (``--from-generations`` of predict, backtest and report)."""
+    if k < 2:
+        raise QtraitError("--from-generations must be >= 2 (generation 0 and at least one "
+                          "finetuned generation)")
+    if k > len(run.generations):
+        raise QtraitError(f"--from-generations {k}: run {run.run_id} has only "
+                          f"{len(run.generations)} complete generations")
+
+
 @dataclass
 class Forecast:
     """A horizon forecast (``qtrait predict``): the criteria, K, the run-level and per-trait

@@ -146,7 +146,7 @@ def redifine_check(base_run, mit_run, settings, rho: float | None = None,
                 else "exact"
         base_tilt = fit(base_run, fam(base_cd), settings, save=True, progress=progress)
         if rho_used is None:
-            if float(mit_cd.design().get("p_drop", 0.0)) > 0:
+            if p_drop > 0:
                 mit_tilt = fit(mit_run, fam(mit_cd), settings, save=True, progress=progress)
                 rho_used = float(mit_tilt.idata.posterior["rho"].median())
             else:

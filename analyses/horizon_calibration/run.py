@@ -118,13 +118,14 @@ def run_chain(cfg: dict, i: int, workdir: Path) -> dict:
     settings = SamplerSettings(chains=cfg["sampler_chains"], draws=cfg["draws"],
                                tune=cfg["tune"], target_accept=cfg["target_accept"],
                                seed=i)
-    res = fit(open_run(path), cfg["model"], settings, generations=slice(0, K), save=False)
+    run = open_run(path)
+    res = fit(run, cfg["model"], settings, generations=slice(0, K), save=False)
     fc = forecast(res, crit, seed=i)
     seconds = time.perf_counter() - t0
     h = fc.run.to_dict()
     pmf = fc.run.pmf()
     t_star = horizon["t_star"]                      # latent (generating) moments
-    full = chain_data([fit_data(open_run(path))])
+    full = chain_data([fit_data(run)])
     t_seen, _ = observed_horizons(full, crit, data_uncond_mean(full))
     t_obs = none if t_seen is None else int(t_seen)  # observed moments: the target
     ext = lambda t: none if t is None else int(t)  # noqa: E731

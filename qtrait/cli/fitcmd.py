@@ -156,14 +156,9 @@ def _forecast_first(opened, k, model, criteria, settings, progress):
     """Fit generations 0..k-1 of an opened run and forecast its horizon (predict,
     backtest)."""
     from ..fit import fit
-    from ..forecast import forecast
+    from ..forecast import check_from_generations, forecast
 
-    if k < 2:
-        raise QtraitError("--from-generations must be >= 2 (generation 0 and at least one "
-                          "finetuned generation)")
-    if k > len(opened.generations):
-        raise QtraitError(f"--from-generations {k}: the run has only "
-                          f"{len(opened.generations)} complete generations")
+    check_from_generations(opened, k)
     result = fit(opened, model, settings, slice(0, k), progress=progress)
     return result, forecast(result, criteria, seed=settings.seed)
 

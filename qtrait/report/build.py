@@ -55,17 +55,13 @@ def _has_probes(cd) -> bool:
 
 def plan(run, opts: ReportOptions, baseline=None) -> Plan:
     """Check the request against the run (and the baseline) before anything is fitted."""
+    from ..forecast import check_from_generations
     from ..models import chain_data, fit_data, get_spec
 
     cd = chain_data([fit_data(run)])
     check_model(opts.model, cd, "--model")
     k = opts.from_generations
-    if k < 2:
-        raise QtraitError("--from-generations must be >= 2 (generation 0 and at least one "
-                          "finetuned generation)")
-    if k > len(run.generations):
-        raise QtraitError(f"--from-generations {k}: run {run.run_id} has only "
-                          f"{len(run.generations)} complete generations")
+    check_from_generations(run, k)
     skipped = []
     if opts.compare_models is not None:
         models = []
