@@ -201,7 +201,10 @@ def true_horizon(truth: ChainTruth, latent: dict) -> dict:
     crit = truth.criteria
     m_u = truth._p("m_uncond")
     mean, var = latent["guided_mean"], latent["guided_var"]
-    t_run, why = run_horizon(mean, var, m_u, crit)
+    K, C = len(truth.traits), len(truth.concepts)
+    corr = np.full((K, K), truth.trait_correlation)
+    np.fill_diagonal(corr, 1.0)
+    t_run, why = run_horizon(mean, var, crit, np.broadcast_to(corr, (C, K, K)))
     t_k, r_k = trait_horizons(mean, var, m_u, crit)
     per_trait = []
     for c, concept in enumerate(truth.concepts):

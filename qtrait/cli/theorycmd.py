@@ -14,7 +14,8 @@ from ..rundir import open_run
 from ..theory.closed_forms import tilt
 from ..theory.generation import Generation0, MapParams
 from ..theory.sampler import gaussian_cfg_map, sampler_variance_factor
-from ..theory.zeroshot import (Prediction, generation0_from_moments, rho_sweep,
+from ..stats.generation0 import gen0_from_run
+from ..theory.zeroshot import (Prediction, rho_sweep,
                                run_trajectory_table, zero_shot)
 from .common import JSON_HELP, print_json
 from .options import (D, Q, R, BetaSchedule, CfgEnd, CfgUntil, Prediction as PredictionOpt, Rho, SamplerName, Spacing, Steps, TMax,
@@ -28,50 +29,14 @@ def register(parent: typer.Typer) -> None:
     parent.add_typer(app, name="theory")
 
 
-def _gen0_from_run(run, params: MapParams):
-    """Generation-0 moments of an opened run: guided set, base-model probes."""
-    g = run.generations[0]
-    missing = [s for s in ("probe_w1", "probe_uncond") if s not in run.sets(g)]
-    if missing:
-        raise QtraitError(f"zero-shot predictions need the base model's probes at generation "
-                          f"{g}; run {run.run_id} has no {' or '.join(missing)} there",
-                          hint="give the generation-0 moments as options instead")
-    concepts = sorted(run.table(g, "guided")["concept"].unique())
-    stats = {}
-    for s in ("guided", "probe_w1", "probe_uncond"):
-        table = run.table(g, s)
-        grouped = table.groupby("concept")[run.traits]
-        # a concept without rows in a probe set uses the pooled probe's moments
-        mean = grouped.mean().reindex(concepts).fillna(table[run.traits].mean())
-        var = grouped.var(ddof=1).reindex(concepts).fillna(table[run.traits].var(ddof=1))
-        if s == "probe_uncond":
-            # one unconditional distribution serves every concept: its variance is pooled
-            # within concepts (all the probe's images, not a concept's few)
-            n = grouped.size().reindex(concepts).fillna(0).to_numpy()[:, None]
-            dof = np.clip(n - 1, 0, None)
-            pooled = np.nansum(var.to_numpy() * dof, axis=0) / max(dof.sum(), 1)
-            var = pd.DataFrame(np.broadcast_to(pooled, var.shape), columns=var.columns)
-        stats[s] = (mean.to_numpy(), var.to_numpy())
-    # a trait constant within a concept at generation 0 (e.g. all images classified
-    # correctly) has no variance to lose: it gets no horizon and stays out of the run level
-    degenerate = np.zeros((len(concepts), len(run.traits)), dtype=bool)
-    for _, v in stats.values():
-        degenerate |= ~(v > 0)
-    clean = {s: tuple(np.where(degenerate, np.nan, a) for a in st) for s, st in stats.items()}
-    g0 = generation0_from_moments(clean["guided"], clean["probe_w1"], clean["probe_uncond"],
-                                  params)
-    skipped = [f"{concepts[i]}/{run.traits[k]}" for i, k in zip(*np.nonzero(degenerate))]
-    axes = np.array([t in run.axes for t in run.traits])
-    return g0, concepts, run.traits, axes, skipped
-
-
-def _prediction_json(pred: Prediction, concepts, traits) -> dict:
+def _prediction_json(pred: Prediction, concepts, traits, correlation=None, axes=None) -> dict:
     traj = pred.trajectory
     out = {
         "horizon": {"t_star": pred.run_t_star, "reason": pred.run_reason,
                     "invalid_at": pred.invalid_at},
         "criteria": pred.criteria.to_dict(),
-        "run_trajectory": {k: v.tolist() for k, v in run_trajectory_table(pred).items()},
+        "run_trajectory": {k: v.tolist() for k, v in
+                           run_trajectory_table(pred, correlation, axes).items()},
     }
     if traj["guided_mean"].ndim == 1:
         out["trajectory"] = {"mean": traj["guided_mean"].tolist(),
@@ -176,9 +141,9 @@ def horizon_cmd(
     p_drop = float(pick(p_drop, "p_drop", 0.0))
     params = _params(model, h2, anchor, mutation, cfg_scale, cfg_schedule, cfg_end, cfg_until,
                      rho or 0.0, sampler, steps, spacing, prediction, betas)
-    axes, skipped = None, []
+    axes, skipped, corr = None, [], None
     if opened is not None:
-        g0, concepts, traits, axes, skipped = _gen0_from_run(opened, params)
+        g0, concepts, traits, axes, skipped, corr = gen0_from_run(opened, params)
     else:
         g0 = Generation0.of(mean0=mean0, var0=var0,
                             m_base=mean0 if m_base is None else m_base,
@@ -189,10 +154,11 @@ def horizon_cmd(
               "sampler": f"{sampler} {steps} steps ({spacing}, {prediction})", "h2": h2,
               "anchor": anchor, "mutation": mutation, "p_drop": p_drop}
     if p_drop > 0 and rho is None:
-        sweep = rho_sweep(g0, params, crit, axes=axes)
+        sweep = rho_sweep(g0, params, crit, axes=axes, correlation=corr)
         if json_out:
             print_json({"design": design, "rho_unknown": True,
-                        "by_rho": [{"rho": rh, **_prediction_json(p, concepts, traits)}
+                        "by_rho": [{"rho": rh, **_prediction_json(p, concepts, traits, corr,
+                                                                  axes)}
                                    for rh, p in sweep]})
             return
         typer.echo(f"condition drop planned (p_drop = {p_drop}) but its effect rho is not "
@@ -201,10 +167,10 @@ def horizon_cmd(
             typer.echo(f"  rho = {rh:<5} {_horizon_text(p.run_t_star, p.run_reason, t_max, p.invalid_at)}")
         return
     design["rho"] = params.rho
-    pred = zero_shot(g0, params, crit, axes=axes)
+    pred = zero_shot(g0, params, crit, axes=axes, correlation=corr)
     if json_out:
         print_json({"design": design, "skipped": skipped,
-                    **_prediction_json(pred, concepts, traits)})
+                    **_prediction_json(pred, concepts, traits, corr, axes)})
         return
     if skipped:
         typer.echo(f"no horizon for {len(skipped)} trait(s) constant within a concept at "
@@ -222,7 +188,7 @@ def horizon_cmd(
         table = pd.DataFrame({"mean": traj["guided_mean"], "var": traj["guided_var"],
                               "V/V0": traj["guided_var"] / traj["guided_var"][0]})
     else:
-        table = pd.DataFrame(run_trajectory_table(pred))
+        table = pd.DataFrame(run_trajectory_table(pred, corr, axes))
         per = pd.DataFrame([
             {"concept": c, "trait": t,
              "horizon": _horizon_text(int(pred.t_star[i, k]) if pred.t_star[i, k] > 0
@@ -243,7 +209,7 @@ def horizon_cmd(
                 rows.append({"trait": t, "horizon": text})
             per = pd.DataFrame(rows)
         typer.echo("per trait:\n" + per.to_string(index=False))
-        typer.echo("run level (worst concept):")
+        typer.echo("run level (pooled over concepts; theory.md 3.1):")
     typer.echo(table.iloc[: n_show + 1].round(4).rename_axis("gen").to_string())
 
 

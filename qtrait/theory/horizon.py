@@ -1,4 +1,21 @@
-"""Collapse criteria and horizons (theory.md section 3; numpy only).
+"""Collapse criteria and horizons (theory.md section 3; numpy and scipy only).
+
+**The run's horizon** (theory.md 3.1; what every part of qtrait calls "the horizon") is
+defined on two concept-pooled statistics of the run's traits (by default its trait axes),
+in generation-0 units of each concept:
+
+* the pooled variance ratio R_t: the mean over concepts and traits of V_t / V_0;
+* the pooled drift D2_t: the squared Mahalanobis distance of the concept's mean from its
+  generation-0 mean, in the metric of generation 0's covariance (correlations included),
+  averaged over concepts with weights n_eff,c = 1 / (1/n_t + 1/n_0).
+
+The run has collapsed at the first generation t >= 1 with R_t < q or D2_t > tau_K, where
+tau_K = chi2_K quantile at P(|Z| < d) (so tau_1 = d^2: the per-trait rule at K = 1). On
+**latent** moments (theory, simulation truth) the crossing is taken as it is
+(:func:`latent_run_horizon`); on **observed** moments it counts only when it holds beyond
+sampling noise at confidence 1 - alpha, spent over generations and the two criteria as
+alpha_t = alpha / (2 t (t + 1)) (:func:`detected_run_horizon`), so that a chain that never
+crosses shows a crossing with probability at most alpha, however long it runs.
 
 A trait has collapsed at the first generation t >= 1 where any criterion holds:
 
@@ -6,10 +23,9 @@ A trait has collapsed at the first generation t >= 1 where any criterion holds:
 * drift (exaggeration): |mu_t - mu_0| / sqrt(V_0) > d;
 * dilution (concept loss): |mu_t - m_u| < r |mu_0 - m_u|, m_u the unconditional mean.
 
-For a run, the same criteria apply to the total variance over the traits and to the
-Mahalanobis distances of the mean (drift from mu_0, distance to m_u for dilution), in the
-metric of generation 0's variances. A run with several concepts has collapsed when any
-concept has. "No collapse within T_max" is an outcome (``t_star = None``), never a number.
+These per-trait horizons are secondary outputs: each controls nothing over the C x K
+cells, so the earliest of them is mostly the noisiest cell. "No collapse within T_max" is
+an outcome (``t_star = None``), never a number.
 """
 
 from __future__ import annotations
@@ -28,6 +44,7 @@ class Criteria:
     d: float = 2.0      # drift: |mu_t - mu_0| / sqrt(V_0) > d
     r: float = 0.5      # dilution: |mu_t - m_u| < r |mu_0 - m_u|
     t_max: int = 50     # horizon beyond which "no collapse within T_max"
+    alpha: float = 0.05  # observed crossings: familywise error over generations and criteria
 
     def __post_init__(self):
         if not 0 < self.q < 1:
@@ -38,12 +55,148 @@ class Criteria:
             raise ValueError(f"r must be in (0, 1), got {self.r}")
         if not self.t_max >= 1:
             raise ValueError(f"t_max must be >= 1, got {self.t_max}")
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
+
+    def drift_threshold(self, k: int) -> float:
+        """tau_K: the chi2_K quantile at P(|Z| < d), the pooled D2 threshold for K traits
+        (d^2 at K = 1; 17.6 at K = 9 with d = 2)."""
+        return drift_threshold(self.d, k)
+
+    def alpha_at(self, t):
+        """The level spent on each criterion at generation t: alpha / (2 t (t + 1))."""
+        t = np.asarray(t, dtype=float)
+        return self.alpha / (2.0 * t * (t + 1.0))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 REASONS = ("variance", "drift", "dilution")
+#: the reasons of the run-level horizon (pooled statistics; dilution is per trait only)
+RUN_REASONS = ("variance", "drift")
+
+
+def drift_threshold(d: float, k: int) -> float:
+    """The chi2_k quantile at P(|Z| < d): a mean shift of Mahalanobis length sqrt(tau)
+    puts the mean where generation 0's ellipsoid holding the same mass as +-d SD in one
+    dimension ends."""
+    from scipy import stats
+
+    return float(stats.chi2.ppf(stats.chi2.cdf(d * d, 1), k))
+
+
+# --- the run's horizon: concept-pooled statistics ---------------------------------------
+
+#: eigenvalue floor of generation 0's correlation matrix in the drift metric (theory.md
+#: 3.1): a direction holding less than this share of one trait's variance is measured as
+#: if it held this much. Trait sets are often nearly collinear (on the miniature chain the
+#: concept axis lies almost in the span of the 8 principal axes within a digit: smallest
+#: eigenvalue about 0.001), and without a floor the drift would be dominated by that one
+#: direction. The floor makes the noise test conservative (docs/statistics.md 5).
+CORR_FLOOR = 0.1
+
+
+def drift_metric(correlation, floor: float = CORR_FLOOR) -> np.ndarray:
+    """The drift's metric from generation 0's correlation matrices (..., K, K): their
+    inverse with eigenvalues floored at ``floor``."""
+    corr = np.asarray(correlation, dtype=float)
+    w, v = np.linalg.eigh(corr)
+    return np.einsum("...ij,...j,...kj->...ik", v, 1.0 / np.maximum(w, floor), v)
+
+def pooled_statistics(mean, var, precision, n_eff=None):
+    """Pooled variance ratio R and drift D2 from standardised moments.
+
+    ``mean`` and ``var`` are (..., T+1, C, K) in generation-0 units of each (concept,
+    trait): generation 0 has mean 0 and variance 1 (a latent trajectory whose generation
+    0 differs is measured from its own generation 0). ``precision`` (C, K, K) is the
+    drift metric per concept (:func:`drift_metric`); ``n_eff`` (..., T+1, C)
+    weights the concepts in D2 (default equal). Returns R and D2, shaped (..., T+1).
+    """
+    mean, var = np.asarray(mean, dtype=float), np.asarray(var, dtype=float)
+    v0 = var[..., :1, :, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        R = np.mean(var / v0, axis=(-2, -1))
+    delta = (mean - mean[..., :1, :, :]) / np.sqrt(v0)
+    d2c = np.einsum("...ck,ckl,...cl->...c", delta, np.asarray(precision, dtype=float), delta)
+    if n_eff is None:
+        D2 = d2c.mean(axis=-1)
+    else:
+        w = np.broadcast_to(np.asarray(n_eff, dtype=float), d2c.shape)
+        D2 = np.sum(w * d2c, axis=-1) / np.sum(w, axis=-1)
+    return R, D2
+
+
+def _first(flags: np.ndarray, t_max: int):
+    """First t in 1..t_max where flags (..., T+1) holds; t_max + 1 when none."""
+    f = np.asarray(flags, dtype=bool)[..., 1:t_max + 1]
+    if f.shape[-1] == 0:                  # generation 0 alone: nothing to cross yet
+        return np.full(f.shape[:-1], t_max + 1)
+    hit = f.any(axis=-1)
+    return np.where(hit, f.argmax(axis=-1) + 1, t_max + 1)
+
+
+def _horizon_and_reason(var_flags, drift_flags, t_max: int):
+    tv, td = _first(var_flags, t_max), _first(drift_flags, t_max)
+    t = np.minimum(tv, td)
+    reason = np.where(t > t_max, -1, np.where(tv <= td, 0, 1))
+    return t, reason
+
+
+def latent_run_horizon(R, D2, k: int, criteria: "Criteria"):
+    """Horizons of latent (noise-free) pooled statistics (..., T+1): the first t >= 1 with
+    R_t < q or D2_t > tau_K. Returns (t, reason) arrays; t = t_max + 1 means none within
+    t_max, reason indexes :data:`RUN_REASONS` (-1: none). NaN never crosses."""
+    R, D2 = np.asarray(R, dtype=float), np.asarray(D2, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return _horizon_and_reason(R < criteria.q, D2 > criteria.drift_threshold(k),
+                                   criteria.t_max)
+
+
+def ncx2_sf(x, df, nc):
+    """P(X >= x) for noncentral chi2(df, nc), elementwise. Far in the lower tail (more
+    than 10 SD below the mean) it is 1 and far in the upper tail 0 to double precision;
+    scipy's boost kernel can overflow there, so only the middle is computed by it."""
+    from scipy import stats
+
+    x, df, nc = np.broadcast_arrays(np.asarray(x, float), np.asarray(df, float),
+                                    np.asarray(nc, float))
+    z = (x - (df + nc)) / np.sqrt(2.0 * (df + 2.0 * nc))
+    out = np.where(z < 0, 1.0, 0.0)
+    out = np.where(np.isfinite(x), out, np.nan)
+    mid = np.isfinite(z) & (np.abs(z) <= 10)
+    if mid.any():
+        out[mid] = stats.ncx2.sf(x[mid], df[mid], nc[mid])
+    return out
+
+
+def detected_run_horizon(R, se_log_r, X, df: int, n_eff_total, k: int, criteria: "Criteria"):
+    """Horizons of observed pooled statistics (..., T+1), crossings beyond sampling noise.
+
+    * variance: log R_t + z(1 - alpha_t) se(log R_t) < log q (the upper confidence bound
+      of R_t is below q);
+    * drift: X_t = sum_c n_eff,c D2_c is noncentral chi2 with df = C K and noncentrality
+      sum_c n_eff,c D2_c (docs/statistics.md 5); the crossing holds when
+      P(X >= X_t | D2 = tau_K) < alpha_t, i.e. D2_t > tau_K is rejected as noise.
+
+    ``n_eff_total`` (..., T+1) is sum_c n_eff,c. Returns (t, reason) as
+    :func:`latent_run_horizon`.
+    """
+    from scipy import stats
+
+    R = np.asarray(R, dtype=float)
+    T1 = R.shape[-1]
+    t = np.arange(T1, dtype=float)
+    a = criteria.alpha_at(np.maximum(t, 1.0))
+    z = stats.norm.isf(a)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        var_flags = np.log(R) + z * np.asarray(se_log_r, dtype=float) < np.log(criteria.q)
+        nc = criteria.drift_threshold(k) * np.asarray(n_eff_total, dtype=float)
+        p = ncx2_sf(np.asarray(X, dtype=float), df, nc)
+        drift_flags = p < a
+    var_flags = np.where(np.isfinite(R), var_flags, False)
+    drift_flags = np.where(np.isfinite(p), drift_flags, False)
+    return _horizon_and_reason(var_flags, drift_flags, criteria.t_max)
 
 
 def criteria_flags(mean, var, m_uncond, criteria: Criteria):
@@ -84,43 +237,33 @@ def trait_horizons(mean, var, m_uncond, criteria: Criteria):
     return first_crossing(criteria_flags(mean, var, m_uncond, criteria), criteria.t_max)
 
 
-def run_statistics(mean, var, m_uncond):
-    """Run-level statistics per generation from per-trait trajectories (generation, K):
-    total variance ratio, Mahalanobis drift from mu_0, and Mahalanobis distance to m_u
-    (both in the metric of generation 0's variances)."""
-    mean, var = np.asarray(mean, dtype=float), np.asarray(var, dtype=float)
-    v0 = var[0]
-    # traits that are NaN at generation 0 (e.g. constant there) are left out of the sums
-    keep = np.isfinite(v0) & np.isfinite(mean[0])
-    v0s = np.where(keep, v0, 1.0)
-    # a trait that becomes NaN later (the tilt stopped existing) makes the sums NaN: no
-    # statistic, hence no collapse, rather than a sum over the traits that are left
-    total = np.sum(np.where(keep, var, 0.0), axis=-1) / np.sum(np.where(keep, v0, 0.0),
-                                                                axis=-1)
-    drift = np.sqrt(np.sum(np.where(keep, (mean - np.where(keep, mean[0], 0.0)) ** 2 / v0s,
-                                    0.0), axis=-1))
-    to_uncond = np.sqrt(np.sum(np.where(keep, (mean - np.asarray(m_uncond)) ** 2 / v0s, 0.0),
-                               axis=-1))
-    return total, drift, to_uncond
+def run_horizon(mean, var, criteria: Criteria, correlation=None) -> tuple[int | None, str | None]:
+    """The run's latent horizon (theory.md 3.1) from noise-free trajectories shaped
+    (generation, concept, trait) or (generation, trait): the first generation where the
+    pooled variance ratio falls below q or the pooled drift exceeds tau_K.
 
-
-def run_horizon(mean, var, m_uncond, criteria: Criteria) -> tuple[int | None, str | None]:
-    """The run's horizon from trajectories shaped (generation, concept, trait) or
-    (generation, trait): the first generation where the total variance, the Mahalanobis
-    drift or the Mahalanobis dilution of any concept crosses its criterion."""
+    ``correlation`` (concept, trait, trait) is generation 0's correlation matrix per
+    concept, the drift's metric (default: uncorrelated traits). Traits that are NaN at generation 0
+    are left out; a statistic that turns NaN later (the tilt stopped existing) never
+    crosses."""
     mean, var = np.asarray(mean, dtype=float), np.asarray(var, dtype=float)
     if mean.ndim == 2:
         mean, var = mean[:, None, :], var[:, None, :]
-    m_uncond = np.broadcast_to(np.asarray(m_uncond, dtype=float), mean.shape[1:])
-    total, drift, to_u = run_statistics(mean, var, m_uncond)
-    with np.errstate(invalid="ignore"):
-        flags = (total < criteria.q, drift > criteria.d, to_u < criteria.r * to_u[0])
-    t_star, reason = first_crossing(flags, criteria.t_max)   # per concept
-    hits = [(int(t), int(r)) for t, r in zip(t_star, reason) if t > 0]
-    if not hits:
+    keep = np.isfinite(var[0]).all(axis=0) & np.isfinite(mean[0]).all(axis=0)
+    if not keep.any():
         return None, None
-    t, r = min(hits)  # earliest generation; ties by the order variance, drift, dilution
-    return t, REASONS[r]
+    mean, var = mean[..., keep], var[..., keep]
+    C, K = mean.shape[1:]
+    if correlation is None:
+        precision = np.broadcast_to(np.eye(K), (C, K, K))
+    else:
+        corr = np.broadcast_to(np.asarray(correlation, dtype=float),
+                               (C, len(keep), len(keep)))
+        precision = drift_metric(corr[:, keep][:, :, keep])
+    R, D2 = pooled_statistics(mean, var, precision)
+    t, r = latent_run_horizon(R, D2, K, criteria)
+    t, r = int(t), int(r)
+    return (None, None) if t > criteria.t_max else (t, RUN_REASONS[r])
 
 
 # --- closed forms -------------------------------------------------------------------------

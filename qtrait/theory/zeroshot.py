@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from .generation import Generation0, MapParams, predict
-from .horizon import REASONS, Criteria, run_horizon, run_statistics, trait_horizons
+from .horizon import REASONS, Criteria, drift_metric, pooled_statistics, run_horizon, trait_horizons
 from .sampler import invert_w1_moments
 
 #: Adaptations of the unconditional branch reported when condition drop is planned but its
@@ -40,11 +40,15 @@ class Prediction:
 
 
 def zero_shot(g0: Generation0, params: MapParams, criteria: Criteria = Criteria(),
-              axes: np.ndarray | None = None) -> Prediction:
+              axes: np.ndarray | None = None, correlation: np.ndarray | None = None
+              ) -> Prediction:
     """Run the map forward for ``criteria.t_max`` generations and find the horizons.
 
     ``axes`` (a boolean mask or indices over the last axis) selects the traits of the
-    run-level statistic (theory.md: the K trait axes); default all. Traits whose
+    run-level statistic (theory.md: the K trait axes); default all. ``correlation``
+    (concept, trait, trait) is generation 0's correlation matrix per concept over all
+    traits (default: uncorrelated), the drift metric of the run's
+    horizon (theory.md 3.1). Traits whose
     generation-0 moments are NaN (e.g. constant there) get no horizon and are left out of
     the run level.
     """
@@ -56,9 +60,12 @@ def zero_shot(g0: Generation0, params: MapParams, criteria: Criteria = Criteria(
         run_t, run_r = ((int(t_star), REASONS[int(reason)]) if t_star > 0 else (None, None))
     else:
         sel = slice(None) if axes is None else axes
-        m_u = np.broadcast_to(g0.m_uncond, mean.shape[1:])
+        corr = None
+        if correlation is not None:
+            idx = np.arange(mean.shape[-1])[sel]
+            corr = np.asarray(correlation)[:, idx][:, :, idx]
         with np.errstate(invalid="ignore", divide="ignore"):
-            run_t, run_r = run_horizon(mean[..., sel], var[..., sel], m_u[..., sel], criteria)
+            run_t, run_r = run_horizon(mean[..., sel], var[..., sel], criteria, corr)
     finite0 = np.isfinite(var[0])
     invalid = np.flatnonzero(~(traj["valid"] | ~finite0).reshape(len(mean), -1).all(axis=1))
     return Prediction(traj, t_star, reason, run_t, run_r,
@@ -66,9 +73,10 @@ def zero_shot(g0: Generation0, params: MapParams, criteria: Criteria = Criteria(
 
 
 def rho_sweep(g0: Generation0, params: MapParams, criteria: Criteria = Criteria(),
-              rhos=RHO_GRID, axes=None) -> list[tuple[float, Prediction]]:
+              rhos=RHO_GRID, axes=None, correlation=None) -> list[tuple[float, Prediction]]:
     """Horizons for a range of rho, when condition drop is planned but rho is unknown."""
-    return [(rho, zero_shot(g0, replace(params, rho=rho), criteria, axes)) for rho in rhos]
+    return [(rho, zero_shot(g0, replace(params, rho=rho), criteria, axes, correlation))
+            for rho in rhos]
 
 
 def generation0_from_moments(guided, w1, uncond, params: MapParams) -> Generation0:
@@ -83,14 +91,30 @@ def generation0_from_moments(guided, w1, uncond, params: MapParams) -> Generatio
                           m_uncond=mu_, v_uncond=vu)
 
 
-def run_trajectory_table(pred: Prediction) -> dict[str, np.ndarray]:
-    """Run-level statistics per generation (total variance ratio, Mahalanobis drift, and
-    distance to the unconditional mean), worst concept where there are several."""
-    mean, var = pred.trajectory["guided_mean"], pred.trajectory["guided_var"]
-    m_u = pred.trajectory["uncond_mean"][0]
+def pooled_trajectory(trajectory: dict, correlation: np.ndarray | None = None, axes=None):
+    """The run's pooled statistics (theory.md 3.1) of a predicted trajectory: (R_t, D2_t,
+    K) over the traits selected by ``axes`` that are finite at generation 0."""
+    mean, var = trajectory["guided_mean"], trajectory["guided_var"]
     if mean.ndim == 1:
-        mean, var, m_u = mean[:, None], var[:, None], np.atleast_1d(m_u)
-    total, drift, to_u = run_statistics(mean, var, m_u)
-    if total.ndim > 1:   # (generation, concept): report each generation's extreme
-        total, drift, to_u = total.min(axis=1), drift.max(axis=1), to_u.min(axis=1)
-    return {"total_var_ratio": total, "drift": drift, "distance_to_uncond": to_u}
+        mean, var = mean[:, None], var[:, None]
+    if mean.ndim == 2:
+        mean, var = mean[:, None, :], var[:, None, :]
+    idx = np.arange(mean.shape[-1])[slice(None) if axes is None else axes]
+    keep = idx[np.isfinite(var[0][:, idx]).all(axis=0)]
+    mean, var = mean[..., keep], var[..., keep]
+    C, K = mean.shape[1:]
+    prec = np.broadcast_to(np.eye(K), (C, K, K)) if correlation is None else \
+        drift_metric(np.asarray(correlation)[:, keep][:, :, keep])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        R, D2 = pooled_statistics(mean, var, prec)
+    return R, D2, K
+
+
+def run_trajectory_table(pred: Prediction, correlation: np.ndarray | None = None,
+                         axes=None) -> dict[str, np.ndarray]:
+    """The run's pooled statistics per generation (theory.md 3.1): the variance ratio R_t
+    and the drift D2_t (squared Mahalanobis distance, in generation 0's metric), with the
+    drift threshold tau_K."""
+    R, D2, K = pooled_trajectory(pred.trajectory, correlation, axes)
+    return {"var_ratio": R, "drift2": D2,
+            "drift_threshold": np.full(len(R), pred.criteria.drift_threshold(K))}

@@ -109,28 +109,66 @@ def test_trait_and_run_horizons_from_trajectories():
     dil = 1.0 * 0.85 ** gens                     # distance to m_u = 0 halves at t = 5
     t, why = trait_horizons(dil, np.ones(12), 0.0, crit)
     assert int(t) == 5 and int(why) == 2
-    # run level: total variance of two traits falls to (0 + 0.8) / 2 = 0.4 at t = 3
+    # run level: the pooled variance ratio of two traits falls to (0 + 0.8) / 2 = 0.4 at
+    # t = 3
     mean2 = np.zeros((12, 2))
     var2 = np.column_stack([np.where(gens >= 3, 0.0, 1.0), np.where(gens >= 3, 0.8, 1.0)])
-    assert run_horizon(mean2, var2, np.full(2, -5.0), crit) == (3, "variance")
-    assert run_horizon(mean2, np.ones((12, 2)), np.full(2, -5.0), crit) == (None, None)
+    assert run_horizon(mean2, var2, crit) == (3, "variance")
+    assert run_horizon(mean2, np.ones((12, 2)), crit) == (None, None)
 
 
 @pytest.mark.parametrize("kw,msg", [({"q": 1.5}, "q must be"), ({"d": 0}, "d must be"),
-                                    ({"r": 0}, "r must be"), ({"t_max": 0}, "t_max")])
+                                    ({"r": 0}, "r must be"), ({"t_max": 0}, "t_max"),
+                                    ({"alpha": 1.0}, "alpha must be")])
 def test_criteria_validation(kw, msg):
     with pytest.raises(ValueError, match=msg):
         Criteria(**kw)
 
 
-def test_run_horizon_breaks_ties_by_reason_priority():
+def test_run_horizon_pools_concepts_and_breaks_ties_by_reason_priority():
     crit = Criteria(t_max=10)
-    # concept 0 collapses by variance at t = 2, concept 1 by drift at t = 2
+    # one concept of two losing its variance moves the pooled ratio to (0.1 + 1) / 2:
+    # not a collapse of the run (the rule is not "the first concept to cross")
     var = np.ones((6, 2, 1))
     var[2:, 0, 0] = 0.1
     mean = np.zeros((6, 2, 1))
-    mean[2:, 1, 0] = 5.0
-    assert run_horizon(mean, var, np.full((2, 1), -9.0), crit) == (2, "variance")
+    assert run_horizon(mean, var, crit) == (None, None)
+    var[3:, 1, 0] = 0.1                          # both from t = 3: pooled 0.1
+    mean[3:, :, 0] = 5.0                         # and a drift of 5 SD (25 > d^2 = 4)
+    assert run_horizon(mean, var, crit) == (3, "variance")
+    assert run_horizon(mean, np.ones((6, 2, 1)), crit) == (3, "drift")
+
+
+def test_drift_threshold_scales_with_the_number_of_traits():
+    from scipy import stats
+
+    crit = Criteria(d=2.0)
+    assert crit.drift_threshold(1) == pytest.approx(4.0)          # d^2 at K = 1
+    for k in (2, 9, 15):
+        tau = crit.drift_threshold(k)
+        # the mean has left the ellipsoid holding P(|Z| < 2) = 0.9545 of generation 0
+        assert stats.chi2.cdf(tau, k) == pytest.approx(stats.norm.cdf(2) - stats.norm.cdf(-2))
+        assert tau > crit.drift_threshold(k - 1)
+
+
+def test_alpha_is_spent_over_generations_and_criteria():
+    crit = Criteria(alpha=0.05)
+    t = np.arange(1, 100001)
+    # two criteria, each sum_t alpha / (2 t (t + 1)) = alpha / 2 over all generations
+    assert 2 * crit.alpha_at(t).sum() == pytest.approx(0.05, rel=1e-4)
+    assert crit.alpha_at(1) == pytest.approx(0.0125)
+
+
+def test_the_drift_metric_floors_near_collinear_directions():
+    from qtrait.theory.horizon import CORR_FLOOR, drift_metric
+
+    corr = np.array([[1.0, 0.999], [0.999, 1.0]])          # eigenvalues 1.999 and 0.001
+    m = drift_metric(corr)
+    along_null = np.array([1.0, -1.0]) / np.sqrt(2)
+    assert along_null @ m @ along_null == pytest.approx(1.0 / CORR_FLOOR)
+    assert along_null @ np.linalg.inv(corr) @ along_null == pytest.approx(1000.0)
+    well = np.array([[1.0, 0.3], [0.3, 1.0]])              # untouched above the floor
+    np.testing.assert_allclose(drift_metric(well), np.linalg.inv(well))
 
 
 def test_tilt_horizon_at_w0():
@@ -153,3 +191,17 @@ def test_no_run_level_collapse_when_the_tilt_stops_existing():
                      Criteria(t_max=10))
     assert pred.invalid_at is not None
     assert pred.run_t_star is None or pred.run_reason != "variance"
+
+
+def test_ncx2_sf_matches_scipy_and_survives_its_overflow():
+    from scipy import stats
+
+    from qtrait.theory.horizon import ncx2_sf
+
+    x = np.array([50.0, 90.0, 120.0, 200.0])
+    np.testing.assert_allclose(ncx2_sf(x, 90, 20.0), stats.ncx2.sf(x, 90, 20.0), rtol=1e-10)
+    # df = 1, nc = 600: scipy's kernel overflows far in the lower tail (the per-trait
+    # drift of a 20-concept run), where the survival function is 1 to double precision
+    assert np.all(ncx2_sf(np.array([0.18, 0.3, 22.1]), 1, 600.0) == 1.0)
+    assert ncx2_sf(np.array([5000.0]), 1, 600.0)[0] == 0.0
+    assert np.isnan(ncx2_sf(np.array([np.nan]), 9, 5.0)[0])
