@@ -84,6 +84,14 @@ def data_key(run: Run, fd) -> tuple:
     return (fd.run_id, fd.generations) + ((sel,) if sel else ())
 
 
+def diagnostics_ok(diag: dict) -> bool:
+    """The convergence verdict every output built on a fit carries: R-hat <= 1.01, bulk
+    and tail ESS >= 400, no divergences and E-BFMI >= 0.3."""
+    return bool(diag["rhat_max"] <= RHAT_MAX and diag["ess_bulk_min"] >= ESS_MIN
+                and diag["ess_tail_min"] >= ESS_MIN and diag["divergences"] == 0
+                and diag["ebfmi_min"] >= EBFMI_MIN)
+
+
 def diagnose(idata, var_names) -> tuple[dict, list[str]]:
     """Max R-hat, min bulk/tail ESS, divergences, min E-BFMI, and what to do about them."""
     import arviz as az
@@ -98,6 +106,7 @@ def diagnose(idata, var_names) -> tuple[dict, list[str]]:
     ebfmi = float(np.min(az.bfmi(idata)))
     diag = {"rhat_max": rhat, "ess_bulk_min": ess_bulk, "ess_tail_min": ess_tail,
             "divergences": div, "ebfmi_min": ebfmi}
+    diag["ok"] = diagnostics_ok(diag)
     advice = []
     if rhat > RHAT_MAX:
         advice.append(f"R-hat {rhat:.4f} > {RHAT_MAX}: chains disagree; run more tuning "

@@ -1,18 +1,21 @@
-"""Forecasting the collapse horizon from a fit (theory.md section 3, "early stopping").
+"""Forecasting the collapse horizon from a fit (theory.md 3.1 and 3.5).
 
-From the posterior of a model fitted on generations 0..K-1, every draw's generation map
-is run forward to T_max with fresh sampling noise (each guided set of N images drives the
-next generation, as in the chain) and learning noise. The horizon is defined on what a
-user measures, the guided set's observed moments: the data for generations 0..K-1, and
-for later generations the moments of a simulated set of the run's size. Each draw's
-trajectory gives one horizon under the criteria; together they are the posterior
-predictive distribution of t*: median, 90% interval, P(collapse by generation t) and
-P(no collapse within T_max). (Scoring observed crossings against latent forecasts, or the
-reverse, is a definitional mismatch: near a threshold the two differ by a generation.)
+**What is forecast.** The run's horizon as a user would detect it on the chain: the first
+generation whose observed pooled statistics (variance ratio R_t, drift D2_t) cross their
+thresholds beyond sampling noise, at the run's number of images per concept and the
+confidence 1 - alpha of :class:`~qtrait.theory.horizon.Criteria`
+(:func:`qtrait.theory.horizon.detected_run_horizon`). Generations 0..K-1 enter as
+observed; for later generations every posterior draw's generation map is run forward
+with fresh sampling and learning noise (each guided set of N images drives the next
+generation, as in the chain), the draw's latent moments get the sampling noise of a set of
+the run's size (the traits' correlations included), and the detection rule is applied to
+the joined series. The draws' horizons are the posterior predictive distribution of t*:
+median, 90% interval, P(collapse by generation t), P(no collapse within T_max). The latent
+crossing (no noise) is given beside it as ``latent_horizon``. A crossing detected in the
+observed generations is reported as observed, not forecast.
 
-A crossing that already happened in the observed generations is reported as observed,
-not forecast. Everything is in generation-0 SD units per (concept, trait), in which the
-criteria are invariant.
+Per-trait horizons are secondary: each trait's statistics pooled over concepts (K = 1),
+the same rule; each controls its own error rate, not the family over traits.
 """
 
 from __future__ import annotations
@@ -23,10 +26,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import QtraitError
-from .theory.horizon import Criteria, first_crossing, run_statistics, trait_horizons
+from .stats.collapse import CollapseStatistics, NoiseModel, collapse_statistics, run_arrays
+from .theory.horizon import (Criteria, detected_run_horizon,
+                             latent_run_horizon, pooled_statistics)
 
 #: at most this many posterior draws are simulated forward (thinned evenly)
 MAX_DRAWS = 2000
+
+#: what the horizon of every qtrait output means (written into the JSON)
+DEFINITION = ("run horizon: first generation t >= 1 where the concept-pooled variance ratio "
+              "R_t < q or the concept-pooled Mahalanobis drift D2_t > chi2_K(P(|Z| < d)), "
+              "on observed data only when beyond sampling noise at familywise level alpha "
+              "(alpha_t = alpha / (2 t (t + 1)) per criterion); docs/theory.md 3.1")
 
 
 def posterior_draws(idata, max_draws: int | None = MAX_DRAWS) -> dict[str, np.ndarray]:
@@ -58,7 +69,7 @@ class HorizonDistribution:
             p = np.zeros(self.t_max + 1)
             p[self.observed_at - 1] = 1.0
             return p
-        counts = np.bincount(self.samples - 1, minlength=self.t_max + 1)
+        counts = np.bincount(np.asarray(self.samples) - 1, minlength=self.t_max + 1)
         return counts / counts.sum()
 
     def quantile(self, q: float) -> int | None:
@@ -74,39 +85,72 @@ class HorizonDistribution:
                 "observed": self.observed_at is not None}
 
 
-def _horizon_samples(mean, var, m_uncond, crit: Criteria, run_level: bool):
-    """Horizons per draw from trajectories (draws, T+1, C, K); ``t_max + 1`` = none."""
-    mean = np.moveaxis(mean, 1, 0)           # (T+1, S, C, K)
-    var = np.moveaxis(var, 1, 0)
-    m_u = np.broadcast_to(m_uncond, mean.shape[1:])
-    none = crit.t_max + 1
-    if run_level:
-        total, drift, to_u = run_statistics(mean, var, m_u)   # (T+1, S, C)
-        with np.errstate(invalid="ignore"):
-            flags = (total < crit.q, drift > crit.d, to_u < crit.r * to_u[0])
-        t, _ = first_crossing(flags, crit.t_max)              # (S, C)
-        t = np.where(t > 0, t, none)
-        return t.min(axis=1)
-    t, _ = trait_horizons(mean, var, m_u, crit)               # (S, C, K)
-    t = np.where(t > 0, t, none)
-    return t.min(axis=1)                                      # (S, K): earliest concept
+# --- the pooled statistics of simulated generations -------------------------------------------
+
+def simulated_statistics(mean, var, noise: NoiseModel, n, rng: np.random.Generator,
+                         correlation: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Pooled statistics of simulated guided sets, arrays (..., T, C, K) in generation-0
+    units: ``mean`` the latent means (the sampling noise of a set of ``n`` images per
+    concept, correlated as generation 0's traits, is added here), ``var`` the observed
+    variances (already with their sampling noise). Returns R, se_log_r, D2, X, N (...,
+    T)."""
+    mean, var = np.asarray(mean, dtype=float), np.asarray(var, dtype=float)
+    n = np.broadcast_to(np.asarray(n, dtype=float), mean.shape[-2:-1])
+    z = rng.standard_normal(mean.shape)
+    if correlation is not None:
+        chol = np.linalg.cholesky(correlation + 1e-9 * np.eye(correlation.shape[-1]))
+        z = np.einsum("ckl,...cl->...ck", chol, z)
+    obs_mean = mean + z / np.sqrt(n)[:, None]
+    # the observed ratios are corrected for the bias of 1 / s2_0 (docs/statistics.md 5.1);
+    # a simulated set's ratio to the observed generation 0 gets the same correction
+    bias = 1.0 if noise.bias is None else noise.bias
+    R_c = (var / bias).mean(axis=-1)
+    R = R_c.mean(axis=-1)
+    se = noise.se_log_r(R_c, n)
+    d2c = np.einsum("...ck,ckl,...cl->...c", obs_mean, noise.precision, obs_mean)
+    n_eff = noise.n_eff(n)
+    X = np.sum(n_eff * d2c, axis=-1)
+    N = np.full(R.shape, float(n_eff.sum()))
+    return {"R": R, "se_log_r": se, "D2": X / N, "X": X, "N": N}
 
 
-def observed_horizons(cd, crit: Criteria, m_uncond: np.ndarray, upto: int | None = None):
-    """Crossings in the observed guided moments of generations 0..upto-1: (run, per
-    trait) as generation numbers or None."""
-    g = cd.sets["guided"]
-    upto = cd.G if upto is None else upto
-    C, K = len(cd.runs[0].concepts), len(cd.runs[0].traits)
-    mean = g.mean[:upto].reshape(1, upto, C, K)
-    var = g.var[:upto].reshape(1, upto, C, K)
-    m_u = np.asarray(m_uncond).reshape(1, C, K) if np.ndim(m_uncond) == 1 else m_uncond
-    crit_obs = Criteria(crit.q, crit.d, crit.r, max(1, upto - 1))
-    run = _horizon_samples(mean, var, m_u, crit_obs, True)[0]
-    per = _horizon_samples(mean, var, m_u, crit_obs, False)[0]
-    none = crit_obs.t_max + 1
-    return (None if run == none else int(run),
-            [None if t == none else int(t) for t in per])
+def joined_horizons(obs: CollapseStatistics, sim: dict, criteria: Criteria) -> np.ndarray:
+    """Detected horizons (draws,) of observed generations 0..K-1 (``obs``) followed by
+    simulated ones (``sim``: arrays (draws, T)); t_max + 1 = none within t_max."""
+    S = sim["R"].shape[0]
+    K = len(obs.generations)
+
+    def cat(o, key):
+        return np.concatenate([np.broadcast_to(o, (S, K)), sim[key]], axis=1)[
+            :, :criteria.t_max + 1]
+
+    t, _ = detected_run_horizon(cat(obs.R, "R"), cat(obs.se_log_r, "se_log_r"),
+                                cat(obs.X, "X"), obs.df, cat(obs.n_eff_total, "N"), obs.k,
+                                criteria)
+    return t
+
+
+def observed_collapse(run, traits: list[str], upto: int | None = None) -> dict:
+    """Observed collapse statistics of ``run`` on ``traits``, for the run (the traits
+    pooled) and per trait: {"run": CollapseStatistics, trait: CollapseStatistics, ...}."""
+    data, concepts, gens = run_arrays(run, traits, upto)
+    out = {"run": collapse_statistics(data, traits, concepts, gens)}
+    for k, name in enumerate(traits):
+        out[name] = collapse_statistics([[x[:, [k]] for x in row] for row in data], [name],
+                                        concepts, gens)
+    return out
+
+
+def horizon_traits_of(run, fitted: list[str]) -> list[str]:
+    """The traits of the run's horizon for a fit of ``fitted`` traits: the run's trait
+    axes among them (all fitted traits when the fit has none of the axes)."""
+    axes = [t for t in run.axes if t in fitted]
+    return axes or list(fitted)
+
+
+def _trait_index(cd, traits):
+    names = cd.runs[0].traits
+    return [names.index(t) for t in traits]
 
 
 def data_uncond_mean(cd) -> np.ndarray:
@@ -136,23 +180,50 @@ def check_from_generations(run, k: int) -> None:
 
 @dataclass
 class Forecast:
-    """A horizon forecast (``qtrait predict``): the criteria, K, the run-level and per-trait
-    :class:`HorizonDistribution`, and the per-draw trajectories (latent and observed)."""
+    """A horizon forecast (``qtrait predict``): the criteria, K, the run's detected horizon
+    (:class:`HorizonDistribution`), its latent crossing, the per-trait horizons, the
+    traits the horizon is defined on, the observed statistics of generations 0..K-1 and
+    the per-draw trajectories (latent and observed moments)."""
     criteria: Criteria
     from_generations: int
     run: HorizonDistribution
     traits: dict[str, HorizonDistribution]
     trajectories: dict            # draws x (T+1) x J latent guided mean/var
+    latent: HorizonDistribution | None = None
+    horizon_traits: tuple = ()
+    observed: CollapseStatistics | None = None
+    simulated: dict | None = None     # the run's simulated statistics of generations K..
+
+
+    def reread(self, criteria: Criteria) -> HorizonDistribution:
+        """The run's horizon distribution under other criteria (q, d, alpha; the same
+        T_max): the same simulated statistics, read with the other thresholds."""
+        t = joined_horizons(self.observed, self.simulated, criteria)
+        seen, _ = self.observed.detected(criteria)
+        return HorizonDistribution(t, criteria.t_max, seen)
 
     def to_dict(self) -> dict:
-        return {"from_generations": self.from_generations,
-                "criteria": self.criteria.to_dict(), "horizon": self.run.to_dict(),
-                "traits": {k: v.to_dict() for k, v in self.traits.items()}}
+        out = {"from_generations": self.from_generations,
+               "criteria": self.criteria.to_dict(), "definition": DEFINITION,
+               "horizon_traits": list(self.horizon_traits),
+               "horizon": self.run.to_dict(),
+               "traits": {k: v.to_dict() for k, v in self.traits.items()}}
+        if self.latent is not None:
+            out["latent_horizon"] = self.latent.to_dict()
+        if self.observed is not None:
+            o = self.observed
+            out["observed_statistics"] = {
+                "generations": list(o.generations), "var_ratio": o.R.round(6).tolist(),
+                "se_log_var_ratio": o.se_log_r.round(6).tolist(),
+                "drift2": o.D2.round(6).tolist(),
+                "drift_threshold": round(self.criteria.drift_threshold(o.k), 6)}
+        return out
 
 
-def forecast(result, criteria: Criteria = Criteria(), seed: int = 0,
+def forecast(result, run, criteria: Criteria = Criteria(), seed: int = 0,
              max_draws: int | None = MAX_DRAWS) -> Forecast:
-    """Posterior predictive horizon of a single-run fit (``qtrait predict``)."""
+    """Posterior predictive horizon of a single-run fit (``qtrait predict``) of
+    generations 0..K-1 of ``run`` (the opened run the fit was made from)."""
     spec, cd = result.spec, result.data
     if spec.multi_run:
         raise QtraitError("forecasts are per run: fit one run with breeder, tilt or exact")
@@ -160,6 +231,8 @@ def forecast(result, criteria: Criteria = Criteria(), seed: int = 0,
     draws = posterior_draws(result.idata, max_draws)
     K = cd.G
     S, J = draws["guided_mean"].shape[0], cd.J
+    fitted = list(cd.runs[0].traits)
+    C, Kt = len(cd.runs[0].concepts), len(fitted)
     fwd = spec.forward(draws, cd, start=K, t_end=max(criteria.t_max, K), rng=rng)
     end = criteria.t_max + 1
 
@@ -174,96 +247,44 @@ def forecast(result, criteria: Criteria = Criteria(), seed: int = 0,
               "guided_var": joined(np.concatenate([np.ones((S, 1, J)),
                                                    draws["guided_var"][:, 1:K]], 1),
                                    "guided_var")}
-    # observed moments (the data for generations 0..K-1): horizons are scored on these
     observed = {"observed_mean": joined(np.broadcast_to(g.mean[:K], (S, K, J)),
                                         "observed_mean"),
                 "observed_var": joined(np.broadcast_to(g.var[:K], (S, K, J)),
                                        "observed_var")}
-    C, Kt = len(cd.runs[0].concepts), len(cd.runs[0].traits)
-    m_u = data_uncond_mean(cd).reshape(1, C, Kt)
-    shape4 = (S, observed["observed_mean"].shape[1], C, Kt)
-    mean = observed["observed_mean"].reshape(shape4)
-    var = observed["observed_var"].reshape(shape4)
-    run_t = _horizon_samples(mean, var, m_u, criteria, True)
-    trait_t = _horizon_samples(mean, var, m_u, criteria, False)
-    obs_run, obs_traits = observed_horizons(cd, criteria, m_u.reshape(C, Kt))
-    run = HorizonDistribution(run_t, criteria.t_max, obs_run)
-    traits = {name: HorizonDistribution(trait_t[:, k], criteria.t_max, obs_traits[k])
-              for k, name in enumerate(cd.runs[0].traits)}
-    return Forecast(criteria, K, run, traits, latent | observed)
+    htraits = horizon_traits_of(run, fitted)
+    obs = observed_collapse(run, fitted, upto=K)
+    n_next = obs["run"].n[-1]
+    fut_mean = fwd["guided_mean"].reshape(S, -1, C, Kt)[:, :max(0, end - K)]
+    fut_var = fwd["observed_var"].reshape(S, -1, C, Kt)[:, :max(0, end - K)]
+
+    def horizon_of(names, stats):
+        idx = [fitted.index(t) for t in names]
+        corr = stats.correlation
+        sim = simulated_statistics(fut_mean[..., idx], fut_var[..., idx],
+                                   stats.noise_model(K), n_next, rng, corr)
+        return joined_horizons(stats, sim, criteria), sim
+
+    obs_run = _observed_run(run, htraits, K, obs)
+    run_t, run_sim = horizon_of(htraits, obs_run)
+    seen, _ = obs_run.detected(criteria)
+    run_h = HorizonDistribution(run_t, criteria.t_max, seen)
+    traits = {}
+    for name in fitted:
+        t_k, _ = horizon_of([name], obs[name])
+        seen_k, _ = obs[name].detected(criteria)
+        traits[name] = HorizonDistribution(t_k, criteria.t_max, seen_k)
+    # the latent crossing: the draws' latent moments, no noise
+    idx = [fitted.index(t) for t in htraits]
+    lm = latent["guided_mean"].reshape(S, -1, C, Kt)[..., idx]
+    lv = latent["guided_var"].reshape(S, -1, C, Kt)[..., idx]
+    R, D2 = pooled_statistics(lm, lv, obs_run.precision)
+    lt, _ = latent_run_horizon(R, D2, len(htraits), criteria)
+    return Forecast(criteria, K, run_h, traits, latent | observed,
+                    HorizonDistribution(lt, criteria.t_max), tuple(htraits), obs_run, run_sim)
 
 
-# --- baselines a practitioner would use ------------------------------------------------------
-
-def baseline_horizons(total_ratio: np.ndarray, q: float, t_max: int) -> dict[str, int | None]:
-    """Variance-collapse horizon from the run's total variance ratio V_t / V_0 observed at
-    generations 0..K-1, by (a) a least-squares line and (b) a least-squares exponential
-    V_0 b^t (a line through log ratio with intercept 0); None when beyond t_max."""
-    t = np.arange(len(total_ratio), dtype=float)
-    y = np.asarray(total_ratio, dtype=float)
-    out = {}
-    slope, icpt = np.polyfit(t, y, 1)
-    hit = (q - icpt) / slope if slope < 0 else np.inf
-    out["linear"] = _first_int(hit, t_max)
-    logb = np.sum(t * np.log(np.maximum(y, 1e-300))) / np.sum(t * t)
-    hit = np.log(q) / logb if logb < 0 else np.inf
-    out["exponential"] = _first_int(hit, t_max)
-    return out
-
-
-def _first_int(x: float, t_max: int) -> int | None:
-    if not np.isfinite(x):
-        return None
-    t = max(1, int(np.floor(x)) + 1)
-    return t if t <= t_max else None
-
-
-def run_total_ratio(cd, upto: int) -> np.ndarray:
-    """Observed total variance over the cells, relative to generation 0 (cell-averaged
-    in standardised units), for generations 0..upto-1."""
-    v = cd.sets["guided"].var[:upto]
-    return np.nansum(v, axis=1) / np.nansum(v[0])
-
-
-# --- backtests -------------------------------------------------------------------------------
-
-def score(dist: HorizonDistribution, observed: int | None, censored_at: int) -> dict:
-    """Score a predictive horizon against an observed one (None: no crossing by
-    ``censored_at``, the last generation seen)."""
-    pmf = dist.pmf()
-    h = dist.to_dict()
-    floor = 1.0 / (len(dist.samples) + 1)      # a draw count's resolution
-    if observed is not None:
-        p = pmf[observed - 1]
-        lo = h["lo90"] if h["lo90"] is not None else dist.t_max + 1
-        hi = h["hi90"] if h["hi90"] is not None else dist.t_max + 1
-        covered = lo <= observed <= hi
-        err = abs(h["median"] - observed) if h["median"] is not None else None
-    else:   # censored: the event is "t* > censored_at"
-        p = pmf[censored_at:].sum()
-        hi = h["hi90"]
-        covered = hi is None or hi > censored_at
-        err = None if h["median"] is None or h["median"] > censored_at \
-            else censored_at + 1 - h["median"]
-    return {"observed": observed, "median": h["median"], "lo90": h["lo90"],
-            "hi90": h["hi90"], "covered": bool(covered),
-            "log_score": float(np.log(max(p, floor))), "abs_error": err}
-
-
-def backtest(fc: Forecast, run, crit: Criteria) -> dict:
-    """Score a forecast made from the first K generations of ``run`` against all of it."""
-    from .models import chain_data, fit_data
-
-    full = chain_data([fit_data(run)])
-    m_u = data_uncond_mean(full)
-    obs_run, obs_traits = observed_horizons(full, crit, m_u)
-    last = full.G - 1
-    rows = [{"horizon": "run", **score(fc.run, obs_run, last)}]
-    for k, name in enumerate(full.runs[0].traits):
-        if name in fc.traits:
-            rows.append({"horizon": name, **score(fc.traits[name], obs_traits[k], last)})
-    base = baseline_horizons(run_total_ratio(full, fc.from_generations), crit.q, crit.t_max)
-    return {"from_generations": fc.from_generations, "last_generation": last,
-            "criteria": crit.to_dict(), "scores": rows, "baselines": base,
-            "coverage": float(np.mean([r["covered"] for r in rows])),
-            "mean_log_score": float(np.mean([r["log_score"] for r in rows]))}
+def _observed_run(run, htraits, K, obs) -> CollapseStatistics:
+    if "run" in obs and list(obs["run"].traits) == list(htraits):
+        return obs["run"]
+    data, concepts, gens = run_arrays(run, htraits, K)
+    return collapse_statistics(data, htraits, concepts, gens)

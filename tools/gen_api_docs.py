@@ -49,6 +49,8 @@ MODULES = [
     "qtrait.simulate",
     "qtrait.fit",
     "qtrait.forecast",
+    "qtrait.baselines",
+    "qtrait.scoring",
     "qtrait.compare",
     "qtrait.redifine",
     "qtrait.prior_predictive",
@@ -67,6 +69,8 @@ MODULES = [
     "qtrait.rundir.writer",
     "qtrait.stats",
     "qtrait.stats.array",
+    "qtrait.stats.collapse",
+    "qtrait.stats.generation0",
     "qtrait.stats.labelled",
 ]
 # Documented when present (the report is being added).

@@ -10,7 +10,8 @@ import typer
 
 from ..errors import QtraitError
 from .common import GENERATIONS_HELP, JSON_HELP, parse_generations, print_json
-from .options import Concepts, D, Q, R, TMax, Traits, make_criteria, open_selected
+from .options import (Alpha, Concepts, D, Q, R, TMax, Traits, ints, make_criteria,
+                      open_selected)
 
 Model = Annotated[str, typer.Option("--model", help="breeder, tilt (needs probes), exact "
                                     "(needs probes) or hier (several runs).")]
@@ -27,6 +28,10 @@ Json = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 FromGenerations = Annotated[int, typer.Option("--from-generations", "-k",
                                               help="Fit generations 0..K-1 (K >= 2; "
                                               "K >= 3 recommended).")]
+Strict = Annotated[bool, typer.Option("--strict", help="Exit with status 3 when a fit behind "
+                                      "the output fails its diagnostics (R-hat <= 1.01, "
+                                      "ESS >= 400, no divergences, E-BFMI >= 0.3).")]
+STRICT_EXIT = 3
 
 
 def register(app: typer.Typer) -> None:
@@ -55,7 +60,8 @@ def settings_of(chains, draws, tune, target_accept, seed, sampler):
 
 
 def _diag_line(d: dict) -> str:
-    return (f"diagnostics: max R-hat {d['rhat_max']:.3f}, min ESS bulk {d['ess_bulk_min']:.0f}"
+    verdict = "ok" if d.get("ok") else "FAILED (unconverged: diagnostics.ok false)"
+    return (f"diagnostics {verdict}: max R-hat {d['rhat_max']:.3f}, min ESS bulk {d['ess_bulk_min']:.0f}"
             f" / tail {d['ess_tail_min']:.0f}, divergences {d['divergences']}, min E-BFMI "
             f"{d['ebfmi_min']:.2f}")
 
@@ -160,7 +166,7 @@ def _forecast_first(opened, k, model, criteria, settings, progress):
 
     check_from_generations(opened, k)
     result = fit(opened, model, settings, slice(0, k), progress=progress)
-    return result, forecast(result, criteria, seed=settings.seed)
+    return result, forecast(result, opened, criteria, seed=settings.seed)
 
 
 def _horizon_text(name: str, h: dict) -> str:
@@ -176,20 +182,22 @@ def predict_cmd(
     run: Path = typer.Argument(..., help="Run directory."),
     from_generations: FromGenerations = 3,
     model: Model = "breeder",
-    q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50,
+    q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50, alpha: Alpha = 0.05,
     chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
     target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
     traits: Traits = None, concepts: Concepts = None,
-    json_out: Json = False,
+    json_out: Json = False, strict: Strict = False,
 ) -> None:
     """Forecast the collapse horizon from the first K generations.
 
     Fits generations 0..K-1 and reports the posterior predictive distribution of the
-    horizon t* (the first generation where a criterion holds): median, 90% interval,
-    P(collapse by generation t), P(no collapse within T_max), for the run and per trait.
+    run's horizon t* (theory.md 3.1: the first generation where the concept-pooled
+    variance ratio or drift of the trait axes crosses its threshold beyond sampling
+    noise, in a chain of this run's size): median, 90% interval, P(collapse by
+    generation t), P(no collapse within T_max); per trait as secondary outputs.
     """
 
-    crit = make_criteria(q, d, r, t_max)
+    crit = make_criteria(q, d, r, t_max, alpha)
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
     result, fc = _forecast_first(open_selected(run, traits, concepts), from_generations,
                                  model, crit, settings,
@@ -199,10 +207,16 @@ def predict_cmd(
            "posterior": str(result.path)}
     if json_out:
         print_json(out)
+        _strict_exit(strict, [result.diagnostics])
         return
     typer.echo(f"forecast from generations 0..{from_generations - 1} ({result.model}); "
-               f"criteria q={q}, d={d}, r={r}, T_max={t_max}")
+               f"criteria q={q}, d={d}, alpha={alpha}, T_max={t_max}")
+    typer.echo(f"run horizon on {len(fc.horizon_traits)} traits "
+               f"({', '.join(fc.horizon_traits)}), as detected in a chain of this size:")
     typer.echo(_horizon_text("run", out["horizon"]))
+    typer.echo("  " + _horizon_text("latent crossing (no sampling noise)",
+                                    out["latent_horizon"]))
+    typer.echo("per trait (each pooled over concepts; secondary, no correction over traits):")
     for name, h in out["traits"].items():
         typer.echo("  " + _horizon_text(name, h))
     by = out["horizon"]["p_collapse_by"]
@@ -211,54 +225,101 @@ def predict_cmd(
                                                            for t in marks))
     typer.echo(_diag_line(result.diagnostics))
     _echo_warnings(result)
+    _strict_exit(strict, [result.diagnostics])
+
+
+def _strict_exit(strict: bool, diagnostics: list[dict]) -> None:
+    bad = sum(not d.get("ok", False) for d in diagnostics)
+    if bad:
+        typer.echo(f"warning: {bad} of {len(diagnostics)} fit(s) failed the diagnostics "
+                   "(diagnostics.ok false): treat their forecasts as unconverged", err=True)
+        if strict:
+            raise typer.Exit(STRICT_EXIT)
 
 
 def backtest_cmd(
-    run: Path = typer.Argument(..., help="Run directory with more generations than K."),
-    from_generations: FromGenerations = 3,
+    runs: list[Path] = typer.Argument(..., help="Run directories with more generations "
+                                      "than K."),
+    from_generations: str = typer.Option("3", "--from-generations", "-k",
+                                         help="K, or several: 2,3,5."),
     model: Model = "breeder",
-    q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50,
+    q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50, alpha: Alpha = 0.05,
     chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
     target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
     traits: Traits = None, concepts: Concepts = None,
-    json_out: Json = False,
+    baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated "
+                                            "baselines (default: all of persistence, "
+                                            "linear, exponential, statespace, refit, "
+                                            "zeroshot)."),
+    json_out: Json = False, strict: Strict = False,
 ) -> None:
     """Forecast from the first K generations and score it against the later ones.
 
-    The observed horizon is the first crossing of the observed guided moments (censored
-    at the run's last generation). Scores per horizon: whether the 90% interval covers
-    it, the log score of the predictive distribution, and the absolute error of the
-    median; beside them the two naive baselines (linear and exponential extrapolation of
-    the total variance).
+    Per run and K: the model's forecast and every baseline's, given the same data and
+    the same target (the run's detected horizon, theory.md 3.1), scored against the run's
+    horizon on all its generations (right-censored at the last one): the ranked
+    probability score, the randomized PIT and its 90% coverage, the 90% interval's
+    coverage, the absolute error of the median, the log score and the leave-future-out
+    log predictive density of the later generations' statistics (docs/cli.md).
     """
-    from ..forecast import backtest
+    from ..baselines import BASELINES
+    from ..forecast import check_from_generations
+    from ..scoring import backtest
 
-    crit = make_criteria(q, d, r, t_max)
+    crit = make_criteria(q, d, r, t_max, alpha)
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
-    opened = open_selected(run, traits, concepts)
-    if from_generations >= len(opened.generations):
-        raise QtraitError("backtest needs generations after the first K to score against")
-    result, fc = _forecast_first(opened, from_generations, model, crit, settings,
-                                 not json_out)
-    out = {"run": str(run), "model": result.model, **backtest(fc, opened, crit),
-           "diagnostics": result.diagnostics, "warnings": result.warnings,
-           "posterior": str(result.path)}
+    ks = ints(from_generations, "--from-generations")
+    chosen = BASELINES if baselines is None else tuple(
+        b.strip() for b in baselines.split(",") if b.strip())
+    unknown = [b for b in chosen if b not in BASELINES]
+    if unknown:
+        raise QtraitError(f"unknown baseline(s) {unknown}", hint=f"known: {', '.join(BASELINES)}")
+    opened = [open_selected(r, traits, concepts) for r in runs]
+    for path, o in zip(runs, opened):
+        for k in ks:
+            check_from_generations(o, k)
+            if k >= len(o.generations):
+                raise QtraitError(f"backtest of {path} from {k} generations needs generations "
+                                  f"after them to score against (it has {len(o.generations)})")
+    records = []
+    for path, o in zip(runs, opened):
+        for k in ks:
+            result, fc = _forecast_first(o, k, model, crit, settings, not json_out)
+            rec = {"run": str(path), "model": result.model, **backtest(fc, o, crit, chosen,
+                                                                     seed=settings.seed),
+                   "diagnostics": result.diagnostics, "warnings": result.warnings,
+                   "posterior": str(result.path)}
+            records.append(rec)
+            if not json_out:
+                _echo_backtest(rec)
     if json_out:
-        print_json(out)
-        return
-    typer.echo(f"backtest of a forecast from generations 0..{from_generations - 1} "
-               f"({result.model}) against generations up to {out['last_generation']}")
-    for row in out["scores"]:
-        obs = row["observed"] if row["observed"] is not None else \
-            f"none by {out['last_generation']}"
-        typer.echo(f"  {row['horizon']}: observed {obs}; forecast median {row['median']}, "
-                   f"90% [{row['lo90']}, {row['hi90']}]; covered {row['covered']}, log score "
-                   f"{row['log_score']:.2f}, abs error {row['abs_error']}")
-    b = out["baselines"]
-    typer.echo(f"baselines (run, variance): linear {b['linear']}, exponential "
-               f"{b['exponential']}")
-    typer.echo(_diag_line(result.diagnostics))
-    _echo_warnings(result)
+        print_json(records[0] if len(records) == 1 else records)
+    _strict_exit(strict, [r["diagnostics"] for r in records])
+
+
+def _echo_backtest(out: dict) -> None:
+    k = out["from_generations"]
+
+    def g(t):
+        return "none" if t is None else str(t)
+
+    obs = g(out["observed_horizon"]) if out["observed_horizon"] is not None else \
+        f"none by {out['last_generation']} (censored)"
+    typer.echo(f"== {out['run']}: forecast from generations 0..{k - 1} ({out['model']}) "
+               f"against generations up to {out['last_generation']}; observed horizon {obs}")
+    typer.echo(f"  {'method':<12} {'median':>6} {'90% interval':>13} {'RPS':>6} "
+               f"{'abs err':>7} {'PIT':>5} {'LFO elpd':>9}")
+    run_row = out["scores"][0]
+    rows = [("model", run_row)] + [(m, b) for m, b in out["baselines"].items()
+                                   if b.get("available", True)]
+    for name, row in rows:
+        lfo = row.get("lfo_elpd")
+        typer.echo(f"  {name:<12} {g(row['median']):>6} {'[' + g(row['lo90']) + ', ' + g(row['hi90']) + ']':>13} "
+                   f"{row['rps']:>6.2f} {row['abs_error']:>7} {row['pit']:>5.2f} "
+                   f"{(f'{lfo:.2f}' if lfo is not None else '-'):>9}")
+    if run_row["trivial"]:
+        typer.echo("  (trivial: the crossing was already detected in the fitted generations)")
+    typer.echo("  " + _diag_line(out["diagnostics"]))
 
 
 def compare_cmd(

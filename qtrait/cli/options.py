@@ -29,8 +29,14 @@ Prediction = Annotated[str, typer.Option("--prediction", help="epsilon or v_pred
 BetaSchedule = Annotated[str, typer.Option("--betas", help="linear (DDPM, 1e-4..0.02) or "
                                            "sd (Stable Diffusion's scaled_linear "
                                            "0.00085..0.012).")]
-Q = Annotated[float, typer.Option("--q", help="Variance collapse: V_t/V_0 < q.")]
-D = Annotated[float, typer.Option("--d", help="Drift: |mu_t - mu_0|/sqrt(V_0) > d.")]
+Q = Annotated[float, typer.Option("--q", help="Variance collapse: V_t/V_0 < q (the run: "
+                                  "the concept-pooled variance ratio).")]
+D = Annotated[float, typer.Option("--d", help="Drift: |mu_t - mu_0|/sqrt(V_0) > d (the run: "
+                                  "pooled Mahalanobis drift above the chi2_K quantile at "
+                                  "P(|Z| < d)).")]
+Alpha = Annotated[float, typer.Option("--alpha", help="Observed crossings count only beyond "
+                                      "sampling noise: familywise error over generations "
+                                      "and criteria (theory.md 3.1).")]
 R = Annotated[float, typer.Option("--r", help="Dilution: |mu_t - m_u| < r |mu_0 - m_u|.")]
 TMax = Annotated[int, typer.Option("--t-max", help="Generations to look ahead (T_max).")]
 Rho = Annotated[Optional[float], typer.Option("--rho", help="Adaptation of the "
@@ -87,19 +93,28 @@ def make_guidance(schedule: str, scale: float, end: float, until: float,
         raise QtraitError(str(exc)) from None
 
 
-def make_criteria(q: float, d: float, r: float, t_max: int) -> Criteria:
+def make_criteria(q: float, d: float, r: float, t_max: int, alpha: float = 0.05) -> Criteria:
     try:
-        return Criteria(q, d, r, t_max)
+        return Criteria(q, d, r, t_max, alpha)
     except ValueError as exc:
         raise QtraitError(str(exc)) from None
 
 
 def floats(text: str, name: str) -> list[float]:
     """Parse a comma-separated list of numbers (``1,2.5,7.5``)."""
+    return _numbers(text, name, float, "numbers")
+
+
+def ints(text: str, name: str) -> list[int]:
+    """Parse a comma-separated list of integers (``2,3,5``)."""
+    return _numbers(text, name, int, "integers")
+
+
+def _numbers(text: str, name: str, kind, what: str) -> list:
     try:
-        values = [float(x) for x in text.split(",") if x.strip()]
+        values = [kind(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise QtraitError(f"{name}: expected comma-separated numbers, got {text!r}") from None
+        raise QtraitError(f"{name}: expected comma-separated {what}, got {text!r}") from None
     if not values:
         raise QtraitError(f"{name}: give at least one number")
     return values

@@ -106,7 +106,7 @@ def _fit_label(res) -> str:
 def _zeroshot(run, cd, opts: ReportOptions, rho: float | None):
     """The zero-shot theory of ``qtrait theory horizon --run RUN --h2 H`` (exact sampler
     map from generation 0); (ZeroShot or None, a sentence saying what it assumed)."""
-    from ..cli.theorycmd import _gen0_from_run
+    from ..stats.generation0 import gen0_from_run
     from ..models.data import design_schedule
     from ..theory.generation import MapParams
     from ..theory.zeroshot import zero_shot
@@ -123,13 +123,13 @@ def _zeroshot(run, cd, opts: ReportOptions, rho: float | None):
     try:
         params = MapParams(model="exact", h2=opts.h2, guidance=guidance, sampler=sampler,
                            rho=rho, v_mut=0.0, anchor=d.get("anchor") or "base")
-        g0, _, traits, axes, skipped = _gen0_from_run(run, params)
+        g0, _, traits, axes, skipped, corr = gen0_from_run(run, params)
     except QtraitError as exc:
         return None, f"No zero-shot theory: {exc.message}."
     except ValueError as exc:
         return None, f"No zero-shot theory: {exc}."
     crit = replace(opts.criteria, t_max=max(opts.criteria.t_max, len(run.generations) - 1))
-    pred = zero_shot(g0, params, crit, axes=axes)
+    pred = zero_shot(g0, params, crit, axes=axes, correlation=corr)
     t = pred.run_t_star
     when = (f"generation {t} ({pred.run_reason})" if t is not None
             and t <= opts.criteria.t_max else f"no collapse within T_max = "
@@ -158,7 +158,9 @@ def _rho_from(fits: dict, redifine_out: dict | None, opts: ReportOptions):
 def build_report(run, opts: ReportOptions, store: FitStore, baseline=None,
                  step: Callable[[str], None] = lambda _: None) -> Report:
     """Every section of one run's report. ``step`` is called before each long step."""
-    from ..forecast import backtest, baseline_horizons, forecast, run_total_ratio
+    from ..baselines import baseline_medians
+    from ..forecast import forecast
+    from ..scoring import backtest
     from ..stats import summarize
     from .sensitivity import criteria_sensitivity, power_scaling
 
@@ -174,7 +176,7 @@ def build_report(run, opts: ReportOptions, store: FitStore, baseline=None,
     cd = main.data
     step(f"{opts.model} on generations 0..{k - 1} and the horizon forecast")
     k_fit = store.get(run, opts.model, slice(0, k))
-    fc = forecast(k_fit, crit, seed=seed)
+    fc = forecast(k_fit, run, crit, seed=seed)
     bt = backtest(fc, run, crit) if k < len(run.generations) else None
     redifine_out = None
     if baseline is not None:
@@ -197,7 +199,7 @@ def build_report(run, opts: ReportOptions, store: FitStore, baseline=None,
     crit_table, curves = criteria_sensitivity(fc, k_fit.data)
     step("figures and tables")
     traits = S.shown_traits(run, cd, opts.traits_shown)
-    baselines = baseline_horizons(run_total_ratio(cd, k), crit.q, crit.t_max)
+    baselines = baseline_medians(bt, fc, run, crit, seed)
     d = fc.run.to_dict()
     last = run.generations[-1]
     t_show = crit.t_max if d["hi90"] is None else min(crit.t_max, max(last, d["hi90"]) + 3)
@@ -224,8 +226,8 @@ def build_report(run, opts: ReportOptions, store: FitStore, baseline=None,
             f"fits: {st.chains} chains x {st.draws} draws after {st.tune} tuning steps, "
             f"target accept {st.target_accept}, sampler {st.sampler}, seed {st.seed}; "
             f"models {', '.join(fits)}; forecast from generations 0..{k - 1}",
-            f"collapse criteria: q = {crit.q}, d = {crit.d}, r = {crit.r}, "
-            f"T_max = {crit.t_max}"]
+            f"collapse criteria: q = {crit.q}, d = {crit.d}, alpha = {crit.alpha}, "
+            f"r = {crit.r} (per trait), T_max = {crit.t_max}"]
     if baseline is not None:
         meta.append(f"ReDiFine check against the baseline {baseline.run_id} "
                     f"({baseline.root})")

@@ -254,10 +254,8 @@ def total_ratio(var: np.ndarray, var0: np.ndarray) -> np.ndarray:
 def variance_table(fits: dict, fc, cd, seed: int = 0) -> pd.DataFrame:
     """Observed total variance ratio V_t/V_0 per generation beside each fit's one-step
     posterior predictive quantiles and the forecast's (``fc``) trajectories."""
-    from ..forecast import run_total_ratio
-
     g = cd.sets["guided"]
-    out = pd.DataFrame({"generation": cd.generations, "observed": run_total_ratio(cd, cd.G)})
+    out = pd.DataFrame({"generation": cd.generations, "observed": total_ratio(g.var, g.var[0])})
     for name, res in fits.items():
         _, s2 = predictive_replicates(res, seed)
         with np.errstate(all="ignore"):
@@ -297,10 +295,10 @@ def variance_section(fits: dict, fc, cd, baselines: dict, seed: int = 0) -> Sect
             Table("variance_decay", "Total variance ratio per generation", table))
     b = pd.DataFrame([{"baseline": name, "horizon": t, "fitted_on": f"generations 0..{k - 1}"}
                       for name, t in baselines.items()]).astype({"horizon": "Int64"})
-    sec.add(Table("baselines", "Naive baselines (qtrait.forecast.baseline_horizons): the "
-                  "variance horizon of a least-squares line and of an exponential through the "
-                  f"first {k} generations' total variance ratios (none: no crossing within "
-                  "T_max)", b))
+    sec.add(Table("baselines", "Baselines (qtrait.baselines): the median of each baseline's "
+                  "forecast of the run's horizon from the first "
+                  f"{k} generations, with the same target and detection rule as the model "
+                  "(none: no crossing within T_max, or not available)", b))
     return sec
 
 
@@ -334,10 +332,13 @@ def horizon_section(fc, k_fit, bt: dict | None, traits, zeroshot_horizon: str | 
     p_by = horizon_table(fc, traits)
     sec.add(Text(f"The {k_fit.model} model fitted on generations 0..{k - 1} (as qtrait "
                  f"predict -k {k}) and run forward to T_max = {crit.t_max}: P(collapse by "
-                 f"generation t) is the fraction of posterior draws whose horizon t* (the "
-                 f"first generation with V_t/V_0 < {crit.q}, a drift above {crit.d} SD, or "
-                 f"dilution below {crit.r} of the distance to the unconditional mean) is "
-                 "at most t. Its last entry is 1 - P(no collapse within T_max)."))
+                 f"generation t) is the fraction of posterior draws whose horizon t* is at "
+                 f"most t. The run's horizon (theory.md 3.1) is the first generation where "
+                 f"the concept-pooled variance ratio of the trait axes falls below "
+                 f"{crit.q} or their pooled Mahalanobis drift exceeds the chi-square "
+                 f"quantile at P(|Z| < {crit.d}), detected beyond sampling noise at "
+                 f"familywise level {crit.alpha} in a chain of this run's size. Its last "
+                 "entry is 1 - P(no collapse within T_max)."))
     if d["observed"]:
         sec.add(Text(f"The collapse is already observed within the fitted generations, at "
                      f"generation {d['median']}: the forecast is that generation.", "note"))

@@ -101,19 +101,19 @@ def power_scaling(result, max_draws: int = 1000) -> pd.DataFrame:
 
 
 def criteria_grid(crit) -> dict[str, list]:
-    """Neighbouring criteria, one at a time: q and r by +-0.1 (inside (0, 1)), d by
-    +-0.5 (above 0)."""
+    """Neighbouring criteria of the run's horizon, one at a time: q by +-0.1 (inside
+    (0, 1)), d by +-0.5 (above 0), alpha at 0.01, 0.05 and 0.1 (with the default's)."""
     q = [v for v in (crit.q - 0.1, crit.q, crit.q + 0.1) if 0 < v < 1]
     d = [v for v in (crit.d - 0.5, crit.d, crit.d + 0.5) if v > 0]
-    r = [v for v in (crit.r - 0.1, crit.r, crit.r + 0.1) if 0 < v < 1]
+    alpha = sorted({0.01, 0.05, 0.1, crit.alpha})
     return {"q": [round(v, 10) for v in q], "d": [round(v, 10) for v in d],
-            "r": [round(v, 10) for v in r]}
+            "alpha": [round(v, 10) for v in alpha]}
 
 
 def horizon_trajectories(fc) -> tuple:
-    """The (mean, variance) trajectories (draws, T+1, J) the forecast's horizons are read
-    from: the guided sets' observed moments where the forecast provides them
-    (``observed_*``), else the latent ones."""
+    """The (mean, variance) trajectories (draws, T+1, J) of the forecast's fitted cells:
+    the guided sets' observed moments where the forecast provides them (``observed_*``),
+    else the latent ones."""
     t = fc.trajectories
     if "observed_mean" in t:
         return t["observed_mean"], t["observed_var"]
@@ -121,20 +121,10 @@ def horizon_trajectories(fc) -> tuple:
 
 
 def horizon_under(fc, cd, crit):
-    """The run-level horizon distribution of forecast ``fc`` (made on ``cd``, the fitted
-    generations) under other criteria ``crit`` (same T_max): the same posterior
-    trajectories, reread."""
-    from ..forecast import (HorizonDistribution, _horizon_samples, data_uncond_mean,
-                            observed_horizons)
-
-    mean, var = horizon_trajectories(fc)
-    C, K = len(cd.runs[0].concepts), len(cd.runs[0].traits)
-    shape4 = (mean.shape[0], mean.shape[1], C, K)
-    m_u = data_uncond_mean(cd)
-    t = _horizon_samples(mean.reshape(shape4), var.reshape(shape4), m_u.reshape(1, C, K),
-                         crit, True)
-    obs_run, _ = observed_horizons(cd, crit, m_u)
-    return HorizonDistribution(t, crit.t_max, obs_run)
+    """The run-level horizon distribution of forecast ``fc`` under other criteria
+    ``crit`` (same T_max): the same simulated statistics, reread
+    (:meth:`qtrait.forecast.Forecast.reread`)."""
+    return fc.reread(crit)
 
 
 def criteria_sensitivity(fc, cd) -> tuple[pd.DataFrame, dict]:

@@ -157,9 +157,10 @@ def test_horizon_is_the_forecast_of_the_saved_fit(chain_report, shipped):
             1 - float(s.loc[s["horizon"] == col, "p_no_collapse"].iloc[0]), abs=1e-6)
     logs = []
     store = FitStore(SamplerSettings(chains=2, draws=300, tune=300), log=logs.append)
-    fit = store.get(open_run(shipped["chain_042"]), "breeder", slice(0, 3))
+    run = open_run(shipped["chain_042"])
+    fit = store.get(run, "breeder", slice(0, 3))
     assert logs and logs[0].startswith("using the saved fit")
-    fc = forecast(fit, seed=0).run.to_dict()
+    fc = forecast(fit, run, seed=0).run.to_dict()
     np.testing.assert_allclose(p["run"], fc["p_collapse_by"], atol=1e-6)
     # the backtest's observed crossing is in the figure's caption and table
     b = table(chain_report, "backtest")
@@ -167,14 +168,14 @@ def test_horizon_is_the_forecast_of_the_saved_fit(chain_report, shipped):
 
 
 def test_criteria_sensitivity(chain_report):
-    """The default criteria reproduce the forecast; a larger q or r, or a smaller d, can
-    only make the collapse earlier (same trajectories)."""
+    """The default criteria reproduce the forecast; a larger q or alpha, or a smaller d,
+    can only make the collapse earlier (the same simulated statistics, reread)."""
     c = table(chain_report, "criteria_sensitivity")
     s = table(chain_report, "horizon_summary").iloc[0]
     for _, row in c[c["default"]].iterrows():
         assert row["p_no_collapse"] == pytest.approx(s["p_no_collapse"])
         assert pd.isna(row["median"]) == pd.isna(s["median"])
-    for name, sign in (("q", -1), ("d", 1), ("r", -1)):
+    for name, sign in (("q", -1), ("d", 1), ("alpha", -1)):
         d = c[c["criterion"] == name].sort_values("value")
         assert len(d) == 3
         med = d["median"].fillna(51).to_numpy()

@@ -96,9 +96,9 @@ def test_power_scaling_helpers():
 
 def test_criteria_grid_stays_valid():
     g = criteria_grid(Criteria())
-    assert g == {"q": [0.4, 0.5, 0.6], "d": [1.5, 2.0, 2.5], "r": [0.4, 0.5, 0.6]}
-    g = criteria_grid(Criteria(q=0.05, d=0.4, r=0.95))
-    assert g == {"q": [0.05, 0.15], "d": [0.4, 0.9], "r": [0.85, 0.95]}
+    assert g == {"q": [0.4, 0.5, 0.6], "d": [1.5, 2.0, 2.5], "alpha": [0.01, 0.05, 0.1]}
+    g = criteria_grid(Criteria(q=0.05, d=0.4, r=0.95, alpha=0.2))
+    assert g == {"q": [0.05, 0.15], "d": [0.4, 0.9], "alpha": [0.01, 0.05, 0.1, 0.2]}
     for name, values in g.items():
         for v in values:      # every value is a valid criterion
             Criteria(**{name: v})
