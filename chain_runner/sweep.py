@@ -15,6 +15,19 @@ ones resumed. The sweep file::
     "design.cfg_schedule" = ["constant", "linear"]
     "design.p_drop" = [0.0, 0.2]
     seed = [1, 2]
+
+Instead of a full product, a sweep may list **named designs**, each a table of dotted
+keys; the grid is then crossed with them (typically ``seed = [1, 2, 3]``), and a chain is
+named ``<name>-<design>-<key=value...>``, without an index, so that adding seeds or
+designs later leaves the names (and the finished chains) of the others as they were::
+
+    [designs.w1_5]
+    "design.cfg_scale" = 1.5
+    [designs.w7_5_linear]
+    "design.cfg_scale" = 7.5
+    "design.cfg_schedule" = "linear"
+    [grid]
+    seed = [1, 2, 3]
 """
 
 from __future__ import annotations
@@ -32,7 +45,7 @@ from qtrait.errors import QtraitError
 from .config import ChainConfig, config_from_dict, read_toml
 
 SWEEP_KEYS = {"name", "engine", "address", "cpus", "gpus_per_chain", "base_config", "base",
-              "grid"}
+              "grid", "designs"}
 STATUS_FILE = "sweep_status.json"
 
 
@@ -66,18 +79,30 @@ def load_sweep(path: str | Path) -> Sweep:
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise QtraitError("[grid] must map chain-config keys to non-empty lists of values")
     name = str(raw.get("name", path.stem))
+    designs = raw.get("designs")
+    if designs is not None and (not isinstance(designs, dict) or not designs
+                                or not all(isinstance(v, dict) for v in designs.values())):
+        raise QtraitError("[designs] must hold one table of chain-config keys per design",
+                          hint='e.g. [designs.w1_5] "design.cfg_scale" = 1.5')
     chains = []
     keys = list(grid)
-    for i, values in enumerate(itertools.product(*(grid[k] for k in keys))):
-        d = copy.deepcopy(base)
-        for k, v in zip(keys, values):
-            _set(d, k, v)
-        label = "-".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))
-        d["name"] = f"{name}-{i:03d}" + (f"-{label}" if label else "")
-        try:
-            chains.append(config_from_dict(d))
-        except QtraitError as exc:
-            raise QtraitError(f"grid point {i} ({label}): {exc.message}", hint=exc.hint) from None
+    points = list(itertools.product(*(grid[k] for k in keys)))
+    named = list(designs.items()) if designs else [(None, {})]
+    for design_name, settings in named:
+        for i, values in enumerate(points):
+            d = copy.deepcopy(base)
+            for k, v in settings.items():
+                _set(d, k, v)
+            for k, v in zip(keys, values):
+                _set(d, k, v)
+            label = "-".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))
+            head = f"{name}-{design_name}" if design_name else f"{name}-{i:03d}"
+            d["name"] = head + (f"-{label}" if label else "")
+            where = f"design {design_name!r}" if design_name else f"grid point {i}"
+            try:
+                chains.append(config_from_dict(d))
+            except QtraitError as exc:
+                raise QtraitError(f"{where} ({label}): {exc.message}", hint=exc.hint) from None
     engine = raw.get("engine", "auto")
     if engine not in ("auto", "ray", "local"):
         raise QtraitError(f"engine must be auto, ray or local, got {engine!r}")

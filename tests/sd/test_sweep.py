@@ -100,3 +100,35 @@ def test_sweep_errors(tmp_path, warm_cache):
         load_sweep(bad)
     with pytest.raises(QtraitError, match="no such sweep file"):
         load_sweep(tmp_path / "missing.toml")
+
+
+def test_named_designs_keep_their_chain_names_when_seeds_are_added(tmp_path):
+    """[designs] crossed with the grid; names carry the design, not an index, so a sweep
+    extended with seeds (the benchmark: pilot on seed 1, then seeds 2 and 3) finds the
+    chains it already ran."""
+    path = tmp_path / "d.toml"
+    text = '''name = "b"
+[base]
+generations = 3
+[designs.w1_5]
+"design.cfg_scale" = 1.5
+[designs.weak]
+"design.cfg_scale" = 3.0
+"finetune.steps" = 100
+[grid]
+seed = SEEDS
+'''
+    path.write_text(text.replace("SEEDS", "[1]"))
+    one = load_sweep(path).chains
+    path.write_text(text.replace("SEEDS", "[1, 2, 3]"))
+    three = load_sweep(path).chains
+    assert [c.name for c in one] == ["b-w1_5-seed=1", "b-weak-seed=1"]
+    assert {c.name for c in one} <= {c.name for c in three} and len(three) == 6
+    weak = next(c for c in three if c.name == "b-weak-seed=2")
+    assert weak.design.cfg_scale == 3.0 and weak.finetune.steps == 100 and weak.seed == 2
+    path.write_text('[designs]\nw1 = 1.5\n')
+    with pytest.raises(QtraitError, match=r"\[designs\] must hold one table"):
+        load_sweep(path)
+    path.write_text('[designs.x]\n"design.cfg_scal" = 1.0\n')
+    with pytest.raises(QtraitError, match=r"design 'x'.*unknown key"):
+        load_sweep(path)
