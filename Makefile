@@ -6,6 +6,10 @@ PIP_FLAGS ?= -q --disable-pip-version-check --progress-bar off
 DEMO_VENV := .venv
 TEST_VENV := .venv-test
 RUN ?= data/runs/chain_042
+# the demo's forecast: a shipped real run whose horizon lies after the fitted generations
+# (chain_w3, w = 3: detected at generation 4 under the benchmark's q = 0.3; README)
+FORECAST_RUN ?= data/runs/chain_w3
+FORECAST_OPTS ?= --from-generations 3 --q 0.3
 # the demo's reports: the first two principal-component traits (20 of chain_042's 150
 # cells) and breeder only, so they take minutes on a 2-core machine; the ReDiFine report
 # assumes rho = 0.5 and h2 = 0.9 for its theory column (README; docs/cli.md section 14)
@@ -19,7 +23,7 @@ demo: $(DEMO_VENV)/.installed
 	$(DEMO_VENV)/bin/qtrait validate $(RUN)
 	$(DEMO_VENV)/bin/qtrait summarize $(RUN)
 	$(DEMO_VENV)/bin/qtrait theory horizon --run $(RUN) --h2 0.9
-	$(DEMO_VENV)/bin/qtrait predict $(RUN) --from-generations 3
+	$(DEMO_VENV)/bin/qtrait predict $(FORECAST_RUN) $(FORECAST_OPTS)
 	$(DEMO_VENV)/bin/qtrait report data/runs/chain_042 --out reports/chain_042 $(DEMO_REPORT)
 	$(DEMO_VENV)/bin/qtrait report data/runs/chain_042_redifine --baseline data/runs/chain_042 --out reports/redifine $(DEMO_REPORT) --rho 0.5
 
@@ -52,6 +56,27 @@ bench: $(TEST_VENV)/.installed
 ## examples: regenerate the shipped example runs in data/runs (the chains need torch)
 examples: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python data/make_example_runs.py
+
+## benchmark: the real-chain forecasting benchmark (docs/results.md section 4): the pilot
+##     (seed 1 of 26 candidate designs), the 18 chosen designs x seeds 1-3 (CPU miniature
+##     chains, 898 images, generations 0..15), packed into data/benchmark/chains/*.parquet.
+##     Resumable; on an idle 2-core machine about 1 min per chain (62 chains: about 70 min;
+##     see docs/results.md section 4 for the measured times)
+.PHONY: benchmark benchmark-scores
+benchmark: $(TEST_VENV)/.installed
+	OMP_WAIT_POLICY=PASSIVE $(TEST_VENV)/bin/qtrait chain sweep data/benchmark/pilot.toml --out runs/benchmark --engine local
+	OMP_WAIT_POLICY=PASSIVE $(TEST_VENV)/bin/qtrait chain sweep data/benchmark/sweep.toml --out runs/benchmark --engine local
+	$(TEST_VENV)/bin/python data/benchmark/pack.py runs/benchmark data/benchmark/sweep.toml
+
+## benchmark-scores: the benchmark's scores from the packed chains (analyses/benchmark;
+##     resumes from its committed records)
+benchmark-scores: $(TEST_VENV)/.installed
+	$(TEST_VENV)/bin/python analyses/benchmark/run.py pilot
+	$(TEST_VENV)/bin/python analyses/benchmark/run.py nochange
+	$(TEST_VENV)/bin/python analyses/benchmark/run.py statespace
+	$(TEST_VENV)/bin/python analyses/benchmark/run.py backtest --seeds 1,2,3 --k 2,3,4,5
+	$(TEST_VENV)/bin/python analyses/benchmark/run.py k1 --seeds 1,2,3
+	$(TEST_VENV)/bin/python analyses/benchmark/run.py report
 
 ## docs: regenerate docs/api.md from the docstrings (tests/test_docs.py fails when it is stale)
 .PHONY: docs

@@ -1,0 +1,576 @@
+"""The real-chain forecasting benchmark (docs/results.md section 4).
+
+Steps, each resumable (records in ``*.jsonl`` beside this file):
+
+    python analyses/benchmark/run.py pilot       # horizons of every pilot chain (runs/)
+    python analyses/benchmark/run.py nochange    # simulated chains with no change
+    python analyses/benchmark/run.py statespace  # the state-space baseline, seed-1 chains
+    python analyses/benchmark/run.py backtest --seeds 2,3 --k 2,3,4,5
+    python analyses/benchmark/run.py k1 --seeds 2,3  # K = 1: baselines from generation 0
+    python analyses/benchmark/run.py report      # results.md, figures, docs tables
+
+* ``pilot``: the run horizon (docs/theory.md 3.1) of every seed-1 pilot chain in
+  runs/benchmark (``data/benchmark/pilot.toml``), to choose the designs of
+  ``data/benchmark/sweep.toml``;
+* ``nochange``: chains with no change at all (per-image draws of the benchmark's shape),
+  the share with a detected crossing by generation 15;
+* ``statespace``: the local-linear-trend baseline's variances, fitted on the seed-1
+  chains' whole trajectories (written to qtrait/data/statespace_params.json);
+* ``backtest``: per chain and K, the default model's forecast and every baseline's,
+  scored against the chain's later generations (:func:`qtrait.scoring.backtest`);
+* ``report``: the tables of results.md (scores over seeds 2 and 3 by K and method, all and
+  non-trivial chains, converged and all fits, paired differences bootstrapped by design).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "data" / "benchmark"))
+sys.path.insert(0, str(HERE.parent))
+import pack  # noqa: E402  (data/benchmark/pack.py)
+from _results import write_results  # noqa: E402
+
+PILOT = HERE / "pilot.jsonl"
+NOCHANGE = HERE / "nochange.jsonl"
+BACKTEST = HERE / "backtest.jsonl"
+OPENED = ROOT / "runs" / "benchmark_packed"     # packed chains as run directories (ignored)
+
+
+def config() -> dict:
+    import tomllib
+
+    return tomllib.loads((HERE / "config.toml").read_text())
+
+
+def criteria():
+    from qtrait.theory.horizon import Criteria
+
+    return Criteria(**config()["criteria"])
+
+
+def _append(path: Path, rec: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(rec, sort_keys=True) + "\n")
+
+
+def _records(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] \
+        if path.exists() else []
+
+
+def design_of(name: str) -> tuple[str, int]:
+    """(design, seed) of a chain named bench-<design>-seed=<seed>."""
+    head, seed = name.rsplit("-seed=", 1)
+    return head.split("-", 1)[1], int(seed)
+
+
+# --- pilot -----------------------------------------------------------------------------------
+
+def horizon_record(run) -> dict:
+    """The run's horizon under the benchmark's criteria and under q = 0.5 (the package
+    default), with the pooled statistics."""
+    from dataclasses import replace
+
+    from qtrait.stats.collapse import run_collapse
+
+    crit = criteria()
+    cs = run_collapse(run)
+    t, reason = cs.detected(crit)
+    tc, _ = cs.crossed(crit)
+    t5, _ = cs.detected(replace(crit, q=0.5))
+    return {"horizon": t, "reason": reason, "face_value": tc, "horizon_q05": t5,
+            "criteria": crit.to_dict(),
+            "var_ratio": cs.R.round(4).tolist(), "drift2": cs.D2.round(3).tolist(),
+            "se_log_var_ratio": cs.se_log_r.round(4).tolist(),
+            "drift_threshold": round(crit.drift_threshold(cs.k), 3)}
+
+
+def pilot(runs_dir: Path) -> None:
+    from qtrait.errors import QtraitError
+    from qtrait.rundir import open_run
+
+    done = {r["chain"] for r in _records(PILOT)}
+    for path in sorted(p for p in runs_dir.iterdir() if p.is_dir() and "seed=1" in p.name):
+        if path.name in done:
+            continue
+        try:
+            run = open_run(path)
+        except QtraitError:
+            continue
+        if len(run.generations) < 16:
+            continue
+        design, seed = design_of(path.name)
+        _append(PILOT, {"chain": path.name, "design": design, "seed": seed,
+                        "cfg": run.design, **horizon_record(run)})
+        print(path.name, "done")
+
+
+# --- no-change chains ------------------------------------------------------------------------
+
+def nochange(n_chains: int = 200, seed: int = 3) -> None:
+    """Chains whose every generation is drawn from generation 0's distribution: 10
+    concepts x 90 images x 9 traits, the traits' correlation and skewness taken from a
+    real chain's generation 0 (resampled images), 16 generations."""
+    from qtrait.stats.collapse import collapse_statistics
+
+    name = pack.chain_names()[0]
+    run = pack.open_chain(name, OPENED / name)
+    g0 = run.table(0, "guided")
+    concepts = sorted(g0["concept"].unique())
+    pools = [g0.loc[g0["concept"] == c, run.axes].to_numpy(float) for c in concepts]
+    rng = np.random.default_rng(seed)
+    hits, first = 0, []
+    t0 = time.perf_counter()
+    for _ in range(n_chains):
+        # a bootstrap draw of each concept's images: the real traits' shape, no change
+        data = [[p[rng.integers(len(p), size=len(p))] for p in pools] for _ in range(16)]
+        cs = collapse_statistics(data, list(run.axes), concepts, list(range(16)))
+        t, _ = cs.detected(criteria())
+        hits += t is not None
+        first.append(t)
+    _append(NOCHANGE, {"chains": n_chains, "generations": 16, "source": name,
+                       "crossed_by_15": hits, "share": hits / n_chains,
+                       "horizons": [t for t in first if t is not None],
+                       "seconds": round(time.perf_counter() - t0, 1)})
+    print(f"no-change chains with a detected crossing by generation 15: {hits}/{n_chains}")
+
+
+# --- state-space baseline --------------------------------------------------------------------
+
+def statespace() -> None:
+    from qtrait.baselines import STATESPACE_FILE, fit_statespace
+    from qtrait.stats.collapse import run_collapse
+
+    names = [n for n in pack.chain_names() if design_of(n)[1] == 1]
+    stats = [run_collapse(pack.open_chain(n, OPENED / n)) for n in names]
+    params = fit_statespace(stats, source=f"benchmark seed 1 ({len(names)} chains), "
+                                          "analyses/benchmark/run.py statespace")
+    STATESPACE_FILE.parent.mkdir(exist_ok=True)
+    STATESPACE_FILE.write_text(json.dumps(params.to_dict(), indent=1) + "\n")
+    print(params)
+
+
+# --- backtest --------------------------------------------------------------------------------
+
+def baselines_only(seeds: list[int], k: int = 1) -> None:
+    """K = 1 (generation 0 and its probes only): the baselines that can forecast from it
+    (the zero-shot theory, Gaussian refitting, persistence); no model fit is possible."""
+    from qtrait.forecast import DEFINITION, observed_collapse
+    from qtrait.scoring import baseline_scores
+
+    crit = criteria()
+    done = {(r["chain"], r["K"]) for r in _records(BACKTEST)}
+    for name in [n for n in pack.chain_names() if design_of(n)[1] in seeds]:
+        if (name, k) in done:
+            continue
+        run = pack.open_chain(name, OPENED / name)
+        run = run.select(traits=run.axes)
+        t0 = time.perf_counter()
+        full = observed_collapse(run, list(run.axes))["run"]
+        obs_k = observed_collapse(run, list(run.axes), upto=k)["run"]
+        seen, reason = full.detected(crit)
+        base = baseline_scores(obs_k, full, run, crit, np.random.default_rng(7919),
+                               ("persistence", "refit", "zeroshot"))
+        design, seed = design_of(name)
+        _append(BACKTEST, {"chain": name, "design": design, "seed": seed, "K": k,
+                           "model": None, "seconds": round(time.perf_counter() - t0, 1),
+                           "diagnostics": {}, "from_generations": k,
+                           "last_generation": len(full.generations) - 1,
+                           "criteria": crit.to_dict(), "definition": DEFINITION,
+                           "observed_horizon": seen, "observed_reason": reason,
+                           "scores": [], "baselines": base})
+        print(f"{name} K={k}: baselines only", flush=True)
+
+
+def backtest(seeds: list[int], ks: list[int]) -> None:
+    from qtrait.fit import SamplerSettings, fit
+    from qtrait.forecast import forecast
+    from qtrait.scoring import backtest as score
+
+    crit = criteria()
+    f = config()["fit"]
+    model = f["model"]
+    settings = SamplerSettings(chains=f["chains"], draws=f["draws"], tune=f["tune"])
+    done = {(r["chain"], r["K"]) for r in _records(BACKTEST)}
+    names = [n for n in pack.chain_names() if design_of(n)[1] in seeds]
+    for name in names:
+        run = pack.open_chain(name, OPENED / name)
+        run = run.select(traits=run.axes)
+        for k in ks:
+            if (name, k) in done:
+                continue
+            t0 = time.perf_counter()
+            res = fit(run, model, settings, slice(0, k), save=False)
+            t_fit = time.perf_counter() - t0
+            fc = forecast(res, run, crit, seed=settings.seed)
+            out = score(fc, run, crit, seed=settings.seed)
+            design, seed = design_of(name)
+            _append(BACKTEST, {"chain": name, "design": design, "seed": seed, "K": k,
+                               "model": model, "fit_seconds": round(t_fit, 1),
+                               "seconds": round(time.perf_counter() - t0, 1),
+                               "diagnostics": res.diagnostics,
+                               "sensitivity": sensitivity(fc, run, crit), **out})
+            print(f"{name} K={k}: observed {out['observed_horizon']}, forecast median "
+                  f"{out['scores'][0]['median']}, ok={res.diagnostics['ok']} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+
+
+def sensitivity(fc, run, crit) -> dict:
+    """The model's scores under other criteria (q 0.2, 0.4 and the package default 0.5;
+    d +- 0.5; alpha 0.01 and 0.1): the same forecast reread, the chain's horizon under the
+    same criteria."""
+    from dataclasses import replace
+
+    from qtrait.forecast import observed_collapse
+    from qtrait.scoring import score_horizon
+
+    actual = observed_collapse(run, list(fc.horizon_traits))["run"]
+    last = len(actual.generations) - 1
+    rng = np.random.default_rng(17)
+    out = {}
+    for key, values in (("q", (0.2, 0.4, 0.5)), ("d", (1.5, 2.5)), ("alpha", (0.01, 0.1))):
+        for v in values:
+            c = replace(crit, **{key: v})
+            seen, _ = actual.detected(c)
+            sc = score_horizon(fc.reread(c), seen, last, rng)
+            out[f"{key}={v}"] = {k: sc[k] for k in ("observed", "median", "rps", "abs_error",
+                                                    "covered_random", "trivial")}
+    return out
+
+
+# --- report ----------------------------------------------------------------------------------
+
+def report() -> None:
+    lines = ["# The real-chain forecasting benchmark", "",
+             "Generated by `python analyses/benchmark/run.py report`; do not edit above the "
+             "marker.", ""]
+    lines += (benchmark_table() + [""] + benchmark_checks() + [""] + nochange_table() + [""]
+              + scores_table() + [""] + k_table())
+    write_results(HERE, "\n".join(lines))
+    k_figure(ROOT / "docs" / "figures" / "benchmark_k.png")
+
+
+def chain_configs() -> dict:
+    """Chain configs by name, from the pilot's and the benchmark's sweep files."""
+    from chain_runner.sweep import load_sweep
+
+    out = {}
+    for f in ("pilot.toml", "sweep.toml"):
+        path = ROOT / "data" / "benchmark" / f
+        if path.exists():
+            out.update({c.name: c for c in load_sweep(path).chains})
+    return out
+
+
+def _design_cells(cfg) -> str:
+    d, f = cfg.design, cfg.finetune
+    return (f"{d.cfg_scale:g} | {d.cfg_schedule} | {d.p_drop:g} | {d.anchor} | {f.steps} | "
+            f"{f.learning_rate:g} | {f.lora_rank}")
+
+
+def _crit_text() -> str:
+    c = criteria()
+    return f"q = {c.q}, d = {c.d}, alpha = {c.alpha}"
+
+
+def _h(t) -> str:
+    return "none" if t is None else str(t)
+
+
+def benchmark_table() -> list[str]:
+    cfgs = chain_configs()
+    recs = _records(PILOT)
+    chosen = set()
+    sweep = ROOT / "data" / "benchmark" / "sweep.toml"
+    if sweep.exists():
+        from chain_runner.sweep import load_sweep
+
+        chosen = {design_of(c.name)[0] for c in load_sweep(sweep).chains}
+    out = ["## Pilot: the seed-1 chain of every candidate design", "",
+           "Horizon: the run's detected horizon (docs/theory.md 3.1) under the benchmark's "
+           f"criteria (config.toml: {_crit_text()}); at q = 0.5: the same with the "
+           "package's default q; face value: the first generation where the observed "
+           "statistics cross (benchmark criteria), no allowance for noise. R_t: pooled "
+           "variance ratio; D2_15: pooled drift at generation 15 (threshold "
+           f"{recs[0]['drift_threshold'] if recs else '-'}).", "",
+           "| design | w | schedule | p_drop | anchor | steps | lr | rank | horizon | reason "
+           "| at q = 0.5 | face value | R_1 | R_5 | R_15 | D2_15 | in benchmark |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(recs, key=lambda r: (r["horizon"] or 99, r["design"])):
+        cells = _design_cells(cfgs[r["chain"]]) if r["chain"] in cfgs else "- | - | - | - | - | - | -"
+        out.append(f"| {r['design']} | {cells} | {_h(r['horizon'])} | {r['reason'] or '-'} | "
+                   f"{_h(r['horizon_q05'])} | {_h(r['face_value'])} | {r['var_ratio'][1]:.2f} | {r['var_ratio'][5]:.2f} "
+                   f"| {r['var_ratio'][-1]:.2f} | {r['drift2'][-1]:.1f} | "
+                   f"{'yes' if r['design'] in chosen else 'no'} |")
+    return out
+
+
+def benchmark_checks() -> list[str]:
+    """The issue's bars on the benchmark's chains: their horizons, spread and stability."""
+    from collections import defaultdict
+
+    from qtrait.stats.collapse import run_collapse
+
+    names = pack.chain_names() if pack.CHAINS.exists() else []
+    if not names:
+        return []
+    crit = criteria()
+    by_design = defaultdict(dict)
+    for n in names:
+        t, _ = run_collapse(pack.open_chain(n, OPENED / n)).detected(crit)
+        d, seed = design_of(n)
+        by_design[d][seed] = t
+    flat = [t for seeds in by_design.values() for t in seeds.values()]
+    late = sum(t is None or t >= 6 for t in flat)
+
+    def span(ts):
+        vals = [16 if t is None else t for t in ts]   # censored at 15: beyond it
+        return max(vals) - min(vals)
+
+    full = {d: s for d, s in by_design.items() if len(s) == 3}
+    stable = sum(span(s.values()) <= 2 for s in full.values())
+    rows = ["## The benchmark's chains", "",
+            f"{len(names)} chains of 16 generations (0..15), {len(by_design)} designs; "
+            f"criteria q = {crit.q}, d = {crit.d}, alpha = {crit.alpha}.", "",
+            f"- distinct horizon values: {len(set(flat))} "
+            f"({', '.join(_h(t) for t in sorted(set(flat), key=lambda t: 99 if t is None else t))});",
+            f"- chains collapsing at generation 6 or later or not by 15: {late} of {len(flat)} "
+            f"({100 * late / len(flat):.0f}%);",
+            f"- designs whose seeds' horizons span at most 2 generations ('none' counting as "
+            f"16): {stable} of {len(full)} with all three seeds "
+            f"({100 * stable / max(len(full), 1):.0f}%).", "",
+            "| design | seed 1 | seed 2 | seed 3 |", "|---|---|---|---|"]
+    for d in sorted(by_design, key=lambda d: min(99 if t is None else t
+                                                 for t in by_design[d].values())):
+        s = by_design[d]
+        rows.append(f"| {d} | " + " | ".join(_h(s.get(k)) if k in s else "-" for k in (1, 2, 3))
+                    + " |")
+    return rows
+
+
+def nochange_table() -> list[str]:
+    recs = _records(NOCHANGE)
+    if not recs:
+        return []
+    r = recs[-1]
+    return ["## Chains with no change", "",
+            f"{r['chains']} chains of {r['generations']} generations resampled from "
+            f"generation 0 of {r['source']} (no change at all): a crossing detected by "
+            f"generation 15 in {r['crossed_by_15']} ({100 * r['share']:.1f}%)."]
+
+
+METHODS = ("model", "persistence", "linear", "exponential", "statespace", "refit", "zeroshot")
+
+
+def rows_of(recs: list[dict]) -> list[dict]:
+    """One row per (record, method) with the run-level scores."""
+    out = []
+    for r in recs:
+        first = r["scores"][0] if r["scores"] else next(
+            b for b in r["baselines"].values() if b.get("available", True))
+        base = {"chain": r["chain"], "design": r["design"], "seed": r["seed"], "K": r["K"],
+                "ok": bool(r["diagnostics"].get("ok", True)),
+                "observed": r["observed_horizon"], "trivial": first["trivial"],
+                "censored": first["censored"]}
+        if r["scores"]:
+            out.append({**base, "method": "model", **r["scores"][0]})
+        for m, b in r["baselines"].items():
+            if b.get("available", True):
+                out.append({**base, "method": m, **b})
+    return out
+
+
+def _bootstrap_by_design(diff: dict, n_boot: int = 2000, seed: int = 5):
+    """90% interval of the mean over chains of paired differences, resampling designs."""
+    designs = sorted(diff)
+    rng = np.random.default_rng(seed)
+    means = []
+    for _ in range(n_boot):
+        pick = rng.integers(len(designs), size=len(designs))
+        vals = np.concatenate([diff[designs[i]] for i in pick])
+        means.append(vals.mean())
+    return np.quantile(means, [0.05, 0.95])
+
+
+def scores_table(seeds=(2, 3)) -> list[str]:
+    import pandas as pd
+
+    recs = [r for r in _records(BACKTEST) if r["seed"] in seeds]
+    if not recs:
+        return ["## Scores", "", f"No backtest records of seeds {seeds} yet."]
+    df = pd.DataFrame(rows_of(recs))
+    out = ["## Scores on seeds " + " and ".join(map(str, seeds)), "",
+           "Per K and method: n forecasts, mean RPS (generations), mean and median absolute "
+           "error of the median, randomized 90% coverage (PIT in [0.05, 0.95]), integer "
+           "90% coverage, mean leave-future-out log density per generation. Non-trivial: "
+           "the chain's horizon at or after generation K and not censored. Converged: fits "
+           "with diagnostics.ok.", ""]
+    header = ("| K | chains | fits | method | n | RPS | mean abs err | median abs err | "
+              "rand. cov. 90% | int. cov. 90% | LFO elpd |")
+    out += [header, "|" + "---|" * 11]
+    for k in sorted(df["K"].unique()):
+        for subset in ("all", "non-trivial"):
+            for fits in ("all", "converged"):
+                d = df[df["K"] == k]
+                if subset == "non-trivial":
+                    d = d[~d["trivial"] & ~d["censored"]]
+                if fits == "converged":
+                    d = d[d["ok"]]
+                for m in METHODS:
+                    e = d[d["method"] == m]
+                    if not len(e):
+                        continue
+                    lfo = e["lfo_elpd"].dropna()
+                    out.append(f"| {k} | {subset} | {fits} | {m} | {len(e)} | "
+                               f"{e['rps'].mean():.2f} | {e['abs_error'].mean():.2f} | "
+                               f"{e['abs_error'].median():.1f} | "
+                               f"{e['covered_random'].mean():.2f} | {e['covered'].mean():.2f} "
+                               f"| {(f'{lfo.mean():.2f}' if len(lfo) else '-')} |")
+    out += ["", "Paired differences of RPS (baseline minus model; positive: the model is "
+            "better), mean over chains with a 90% interval from 2000 bootstrap resamples of "
+            "the designs (a design's chains stay together):", "",
+            "| K | chains | baseline | n | mean difference | 90% interval |",
+            "|---|---|---|---|---|---|"]
+    for k in sorted(df["K"].unique()):
+        for subset in ("all", "non-trivial"):
+            d = df[df["K"] == k]
+            if subset == "non-trivial":
+                d = d[~d["trivial"] & ~d["censored"]]
+            model = d[d["method"] == "model"].set_index("chain")["rps"]
+            for m in METHODS[1:]:
+                b = d[d["method"] == m].set_index("chain")["rps"]
+                common = model.index.intersection(b.index)
+                if not len(common):
+                    continue
+                diff = (b[common] - model[common])
+                by = {des: diff[[c for c in common if design_of(c)[0] == des]].to_numpy()
+                      for des in {design_of(c)[0] for c in common}}
+                lo, hi = _bootstrap_by_design(by)
+                out.append(f"| {k} | {subset} | {m} | {len(common)} | {diff.mean():+.2f} | "
+                           f"[{lo:+.2f}, {hi:+.2f}] |")
+    secs = [r["seconds"] for r in recs]
+    out += ["", f"Compute: {len(recs)} forecasts, median {np.median(secs):.0f} s each "
+            f"(fit, forecast and scores), total {sum(secs) / 60:.0f} min."]
+    return out
+
+
+def k_table(seeds=(2, 3)) -> list[str]:
+    """Mean RPS and absolute error against K, per method, all chains of the seeds."""
+    import pandas as pd
+
+    recs = [r for r in _records(BACKTEST) if r["seed"] in seeds]
+    if not recs:
+        return []
+    df = pd.DataFrame(rows_of(recs))
+    ks = sorted(df["K"].unique())
+    out = ["## How many generations to pay for", "",
+           "Mean RPS (mean absolute error) over the chains of seeds " +
+           " and ".join(map(str, seeds)) + ", by K (K = 1: generation 0 and its probes "
+           "only; no model fit is possible there). '-': not run.", "",
+           "| method | " + " | ".join(f"K = {k}" for k in ks) + " |",
+           "|---|" + "---|" * len(ks)]
+    for m in METHODS:
+        cells = []
+        for k in ks:
+            e = df[(df["K"] == k) & (df["method"] == m)]
+            cells.append(f"{e['rps'].mean():.2f} ({e['abs_error'].mean():.2f})" if len(e)
+                         else "-")
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
+    return out + [""] + stopping_rule(df)
+
+
+def stopping_rule(df, width: int = 3) -> list[str]:
+    """Stop paying for generations at the first K whose model forecast is observed or has
+    a 90% interval at most ``width`` generations wide (beyond T_max counts as T_max + 1)."""
+    crit = criteria()
+    model = df[df["method"] == "model"]
+    if not len(model):
+        return []
+    ks = sorted(model["K"].unique())
+    stops, errs, at_last = [], [], 0
+    for _, g in model.groupby("chain"):
+        g = g.set_index("K")
+        chosen = None
+        for k in ks:
+            if k not in g.index:
+                continue
+            r = g.loc[k]
+            lo = r["lo90"] if r["lo90"] is not None and not np.isnan(r["lo90"]) else crit.t_max + 1
+            hi = r["hi90"] if r["hi90"] is not None and not np.isnan(r["hi90"]) else crit.t_max + 1
+            if r["trivial"] or hi - lo <= width:
+                chosen = k
+                break
+        if chosen is None:
+            chosen, at_last = ks[-1], at_last + 1
+        stops.append(chosen)
+        errs.append(g.loc[chosen, "abs_error"])
+    return [f"Stopping rule (stop at the first K in {ks} where the crossing is already "
+            f"detected or the model's 90% interval is at most {width} generations wide): "
+            f"over {len(stops)} chains it stops at K = "
+            + ", ".join(f"{k}: {stops.count(k)}" for k in ks)
+            + f" ({at_last} never met the rule and stop at K = {ks[-1]}); mean absolute "
+            f"error at the stop {np.mean(errs):.2f} generations."]
+
+
+def k_figure(path: Path, seeds=(2, 3)) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    recs = [r for r in _records(BACKTEST) if r["seed"] in seeds]
+    if not recs:
+        return
+    df = pd.DataFrame(rows_of(recs))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, subset in zip(axes, ("all", "non-trivial")):
+        d = df if subset == "all" else df[~df["trivial"] & ~df["censored"]]
+        for m in METHODS:
+            e = d[d["method"] == m].groupby("K")["rps"].mean()
+            if len(e):
+                ax.plot(e.index, e.values, marker="o", lw=2.5 if m == "model" else 1.2,
+                        label=m, color="k" if m == "model" else None)
+        ax.set_title(f"{subset} chains (seeds {', '.join(map(str, seeds))})")
+        ax.set_xlabel("K: generations paid for (0..K-1)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("mean RPS (generations; lower is better)")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("step", choices=("pilot", "nochange", "statespace", "backtest", "k1",
+                                     "report"))
+    ap.add_argument("--runs", default=str(ROOT / "runs" / "benchmark"))
+    ap.add_argument("--seeds", default="2,3")
+    ap.add_argument("--k", default="2,3,5")
+    a = ap.parse_args(argv)
+    if a.step == "pilot":
+        pilot(Path(a.runs))
+    elif a.step == "nochange":
+        nochange()
+    elif a.step == "statespace":
+        statespace()
+    elif a.step == "backtest":
+        backtest([int(s) for s in a.seeds.split(",")], [int(k) for k in a.k.split(",")])
+    elif a.step == "k1":
+        baselines_only([int(s) for s in a.seeds.split(",")])
+    else:
+        report()
+
+
+if __name__ == "__main__":
+    main()
