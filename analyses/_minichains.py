@@ -148,32 +148,29 @@ def axes_view(run_path: Path):
 # --- observed horizons and run statistics -----------------------------------------------------
 
 def observed(run, t_max: int | None = None) -> dict:
-    """Observed horizon of a run (qtrait's criteria on the observed guided moments,
-    per concept, earliest concept) with the criterion that fired, and the run-level
-    statistics per generation, averaged over concepts and worst concept."""
-    from qtrait.forecast import data_uncond_mean, observed_horizons
-    from qtrait.models import chain_data, fit_data
-    from qtrait.theory.horizon import Criteria, run_horizon, run_statistics
+    """The run's detected horizon (docs/theory.md 3.1, defaults; on the run's traits:
+    these studies pass the axes view) with the criterion that fired, per-trait horizons,
+    and the pooled statistics per generation: ``var_ratio`` (R_t), ``var_ratio_min`` (the
+    lowest concept's ratio) and ``drift`` (sqrt of the pooled D2_t). Records made before
+    the definition changed (the committed ones of cfg_sweep, redifine_study and
+    forecasting) hold the earlier per-digit rule's values under the same keys."""
+    from qtrait.forecast import observed_collapse
+    from qtrait.stats.collapse import horizon_traits
+    from qtrait.theory.horizon import Criteria
 
-    cd = chain_data([fit_data(run)])
-    G = cd.G
+    traits = horizon_traits(run)
+    stats = observed_collapse(run, traits)
+    G = len(run.generations)
     crit = Criteria(t_max=max(1, G - 1) if t_max is None else t_max)
-    m_u = data_uncond_mean(cd)
-    t_run, t_traits = observed_horizons(cd, crit, m_u)
-    C, K = len(cd.runs[0].concepts), len(cd.runs[0].traits)
-    g = cd.sets["guided"]
-    mean, var = g.mean.reshape(G, C, K), g.var.reshape(G, C, K)
-    t2, reason = run_horizon(mean, var, m_u.reshape(C, K), crit)
-    assert t2 == t_run, (t2, t_run)       # the same criteria, two code paths
-    total, drift, to_u = run_statistics(mean, var, m_u.reshape(C, K))   # (G, C)
+    cs = stats["run"]
+    t_run, reason = cs.detected(crit)
     return {
         "t_obs": t_run, "reason": reason, "last_generation": G - 1,
-        "trait_t_obs": dict(zip(cd.runs[0].traits, t_traits)),
-        "var_ratio": np.round(total.mean(axis=1), 5).tolist(),
-        "var_ratio_min": np.round(total.min(axis=1), 5).tolist(),
-        "drift": np.round(drift.mean(axis=1), 5).tolist(),
-        "drift_max": np.round(drift.max(axis=1), 5).tolist(),
-        "dilution": np.round((to_u / to_u[0]).mean(axis=1), 5).tolist(),
+        "definition": "run horizon, docs/theory.md 3.1",
+        "trait_t_obs": {t: stats[t].detected(crit)[0] for t in traits},
+        "var_ratio": np.round(cs.R, 5).tolist(),
+        "var_ratio_min": np.round(cs.R_c.min(axis=1), 5).tolist(),
+        "drift": np.round(np.sqrt(cs.D2), 5).tolist(),
     }
 
 
@@ -212,7 +209,7 @@ def fitted(run, settings: dict, t_max: int, seed: int = 0) -> dict:
     already show a crossing, plus the per-generation variance factor lambda and the
     exaggeration rate gamma (posterior medians averaged over cells)."""
     from qtrait.fit import SamplerSettings, fit
-    from qtrait.forecast import HorizonDistribution, forecast
+    from qtrait.forecast import forecast
     from qtrait.theory.horizon import Criteria
 
     crit = Criteria(t_max=t_max)
@@ -220,8 +217,8 @@ def fitted(run, settings: dict, t_max: int, seed: int = 0) -> dict:
     res = fit(run, "breeder", SamplerSettings(chains=settings["chains"],
                                               draws=settings["draws"],
                                               tune=settings["tune"], seed=seed), save=False)
-    fc = forecast(res, crit, seed=seed)
-    latent = HorizonDistribution(fc.run.samples, crit.t_max).to_dict()
+    fc = forecast(res, run, crit, seed=seed)
+    latent = fc.latent.to_dict()
     post = res.idata.posterior
     return {
         "median": latent["median"], "lo90": latent["lo90"], "hi90": latent["hi90"],

@@ -140,12 +140,10 @@ def cfg_sweep_summary(recs: list[dict]) -> str:
         return "no records"
     t = [r["observed"]["t_obs"] for r in recs]
     at1 = sum(x == 1 for x in t)
-    eq = np.mean([r["fitted"]["median"] == r["observed"]["t_obs"] for r in recs
-                  if r["observed"]["t_obs"] is not None])
-    return (f"{len(recs)} chains; observed horizon (9 axes) at generation 1 in {at1}, "
+    return (f"{len(recs)} chains; observed horizon under the earlier per-digit rule (9 axes, "
+            f"first digit at face value; superseded, section 4) at generation 1 in {at1}, "
             f"later in {sum(x is not None and x > 1 for x in t)}, none by the last "
-            f"generation in {sum(x is None for x in t)}; fitted median equals the observed "
-            f"horizon in {eq:.0%} of the chains that crossed")
+            f"generation in {sum(x is None for x in t)}")
 
 
 def cfg_sweep_table(recs: list[dict]) -> str:
@@ -295,6 +293,38 @@ def forecasting_summary(real: list[dict], sim: list[dict]) -> str:
 
 # --- the document -----------------------------------------------------------------------------
 
+def benchmark_text() -> str:
+    """The benchmark's generated sections (analyses/benchmark/results.md), headings
+    demoted to fit section 4 of docs/results.md."""
+    path = HERE / "benchmark" / "results.md"
+    if not path.exists():
+        return "(no results yet: make benchmark-scores)"
+    text = path.read_text().split("<!-- hand-written")[0]
+    start = text.find("## The benchmark's chains")
+    body = text[start:] if start >= 0 else text
+    return body.replace("\n## ", "\n#### ").replace("## ", "#### ", 1).strip()
+
+
+def benchmark_summary() -> str:
+    path = HERE / "benchmark" / "backtest.jsonl"
+    recs = [r for r in jsonl(path) if r["seed"] in (2, 3) and r["scores"]] \
+        if path.exists() else []
+    if not recs:
+        return "no records"
+    k3 = [r for r in recs if r["K"] == 3 and not r["scores"][0]["trivial"]
+          and not r["scores"][0]["censored"]]
+    if not k3:
+        return f"{len(recs)} forecasts"
+    model = np.mean([r["scores"][0]["rps"] for r in k3])
+    base = {m: np.mean([r["baselines"][m]["rps"] for r in k3
+                        if r["baselines"][m].get("available", True)])
+            for m in k3[0]["baselines"]}
+    best = min(base, key=base.get)
+    return (f"{len({r['chain'] for r in recs})} real chains of seeds 2 and 3, K = 3, "
+            f"non-trivial: n = {len(k3)}, mean RPS model {model:.2f}, best baseline "
+            f"({best}) {base[best]:.2f}")
+
+
 def blocks() -> dict[str, str]:
     sweep = jsonl(HERE / "cfg_sweep" / "chains.jsonl")
     red_chains = jsonl(HERE / "redifine_study" / "chains.jsonl")
@@ -313,7 +343,8 @@ def blocks() -> dict[str, str]:
             ("[redifine_study](../analyses/redifine_study/results.md)",
              redifine_summary(red_checks)),
             ("[forecasting](../analyses/forecasting/results.md)",
-             forecasting_summary(real, sim))]
+             forecasting_summary(real, sim)),
+            ("[benchmark](../analyses/benchmark/results.md)", benchmark_summary())]
     summary = "\n".join(["| study | headline |", "|---|---|"]
                         + [f"| {a} | {b} |" for a, b in rows])
     return {"summary": summary + source(["each study's record files or results.md"]),
@@ -323,6 +354,8 @@ def blocks() -> dict[str, str]:
             + compute([r for r in red_chains if r["condition"] in ("drop", "both")], red_checks)
             + source(["analyses/redifine_study/chains.jsonl",
                       "analyses/redifine_study/checks.jsonl"], "analyses/redifine_study/run.py"),
+            "benchmark": benchmark_text()
+            + source(["analyses/benchmark/results.md"], "analyses/benchmark/run.py report"),
             "forecasting": forecasting_table(real, sim) + compute([], real + sim)
             + source(["analyses/forecasting/real.jsonl", "analyses/forecasting/simulated.jsonl"],
                      "analyses/forecasting/run.py")}

@@ -99,12 +99,18 @@ def randomized_pit(pmf: np.ndarray, t: int, rng: np.random.Generator) -> float:
     return float(cdf[t - 1] + rng.uniform() * (cdf[t] - cdf[t - 1]))
 
 
+def observe_run(run, fc):
+    """The observed statistics of all of ``run``'s generations on the forecast's traits."""
+    from qtrait.forecast import observed_collapse
+
+    return observed_collapse(run, list(fc.horizon_traits))["run"]
+
+
 def run_chain(cfg: dict, i: int, workdir: Path) -> dict:
     """Simulate, fit, forecast and score chain i; a JSON-able record."""
     from qtrait.fit import SamplerSettings, fit
-    from qtrait.forecast import (baseline_horizons, data_uncond_mean, forecast,
-                                 observed_horizons, run_total_ratio)
-    from qtrait.models import chain_data, fit_data
+    from qtrait.baselines import baseline_forecasts
+    from qtrait.forecast import forecast
     from qtrait.rundir.reader import open_run
     from qtrait.simulate import write_simulated_run
     from qtrait.theory.horizon import Criteria
@@ -120,18 +126,20 @@ def run_chain(cfg: dict, i: int, workdir: Path) -> dict:
                                seed=i)
     run = open_run(path)
     res = fit(run, cfg["model"], settings, generations=slice(0, K), save=False)
-    fc = forecast(res, crit, seed=i)
+    fc = forecast(res, run, crit, seed=i)
     seconds = time.perf_counter() - t0
     h = fc.run.to_dict()
     pmf = fc.run.pmf()
     t_star = horizon["t_star"]                      # latent (generating) moments
-    full = chain_data([fit_data(run)])
-    t_seen, _ = observed_horizons(full, crit, data_uncond_mean(full))
-    t_obs = none if t_seen is None else int(t_seen)  # observed moments: the target
+    # the target: the run's detected horizon on all its generations (theory.md 3.1)
+    t_seen, _ = observe_run(run, fc).detected(crit)
+    t_obs = none if t_seen is None else int(t_seen)
     ext = lambda t: none if t is None else int(t)  # noqa: E731
     lo, hi, med = ext(h["lo90"]), ext(h["hi90"]), ext(h["median"])
-    base = baseline_horizons(run_total_ratio(res.data, K), crit.q, crit.t_max)
     rng = np.random.default_rng([cfg["seed"], i, 1])
+    base = {m: d.to_dict()["median"] for m, d, _ in baseline_forecasts(
+        fc.observed, run, crit, np.random.default_rng([cfg["seed"], i, 2]),
+        ("linear", "exponential"))}
     shutil.rmtree(path)
     return {
         "chain": i, "cfg_scale": truth.cfg_scale, "rho": truth.rho,
