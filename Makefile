@@ -58,10 +58,11 @@ examples: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python data/make_example_runs.py
 
 ## benchmark: the real-chain forecasting benchmark (docs/results.md section 4): the pilot
-##     (seed 1 of 26 candidate designs), the 18 chosen designs x seeds 1-3 (CPU miniature
+##     (seed 1 of 26 candidate designs), the 16 chosen designs x seeds 1-3 (CPU miniature
 ##     chains, 898 images, generations 0..15), packed into data/benchmark/chains/*.parquet.
-##     Resumable; on an idle 2-core machine about 1 min per chain (62 chains: about 70 min;
-##     see docs/results.md section 4 for the measured times)
+##     Resumable. Measured on the 2-core development machine: the first 20 pilot chains in
+##     21 min 36 s (65 s a chain, lightly loaded), so the 58 chains take about 63 min idle
+##     (the chains' own wall times are in data/benchmark/chains.json)
 .PHONY: benchmark benchmark-scores
 benchmark: $(TEST_VENV)/.installed
 	OMP_WAIT_POLICY=PASSIVE $(TEST_VENV)/bin/qtrait chain sweep data/benchmark/pilot.toml --out runs/benchmark --engine local

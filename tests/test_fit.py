@@ -52,8 +52,11 @@ def test_fit_saves_posterior_with_provenance(fitted):
     import arviz as az
 
     run, out = fitted
-    assert set(out["diagnostics"]) == {"rhat_max", "ess_bulk_min", "ess_tail_min",
-                                       "divergences", "ebfmi_min"}
+    d = out["diagnostics"]
+    assert set(d) == {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences",
+                      "ebfmi_min", "ok"}
+    # the verdict and the warnings say the same thing: ok exactly when nothing failed
+    assert d["ok"] == (out["warnings"] == [])
     assert isinstance(out["warnings"], list) and out["excluded_traits"] == []
     idata = az.from_netcdf(out["posterior"])
     attrs = idata.posterior.attrs

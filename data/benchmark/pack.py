@@ -80,6 +80,9 @@ def pack(runs_dir: Path, sweep: Path | None = None, generations: int = 16) -> tu
                               "producer": m.get("producer", {}).get("name")}
     if wanted is not None:
         chains = {k: v for k, v in chains.items() if k in wanted}
+        for stale in FOLDER.glob("*.parquet"):      # a design dropped from the sweep
+            if stale.stem not in wanted:
+                stale.unlink()
     CHAINS.write_text(json.dumps(chains, indent=1, sort_keys=True) + "\n")
     size = sum((FOLDER / f"{k}.parquet").stat().st_size for k in chains)
     return len(chains), size
