@@ -20,7 +20,6 @@ the same rule; each controls its own error rate, not the family over traits.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,25 +145,6 @@ def horizon_traits_of(run, fitted: list[str]) -> list[str]:
     axes among them (all fitted traits when the fit has none of the axes)."""
     axes = [t for t in run.axes if t in fitted]
     return axes or list(fitted)
-
-
-def _trait_index(cd, traits):
-    names = cd.runs[0].traits
-    return [names.index(t) for t in traits]
-
-
-def data_uncond_mean(cd) -> np.ndarray:
-    """The unconditional mean used by the dilution criterion, per cell: the base model's
-    unconditional probe at generation 0 (else its mean over generations). Without
-    unconditional probes it is NaN and dilution is not assessed (theory.md section 3: it
-    needs the unconditional moments; a fitted centre is too weakly identified)."""
-    u = cd.sets["probe_uncond"]
-    if np.isfinite(u.mean[0]).all():
-        return u.mean[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # no probes: all NaN
-        m = np.nanmean(u.mean, axis=0)
-    return m
 
 
 def check_from_generations(run, k: int) -> None:
