@@ -14,8 +14,9 @@ median, 90% interval, P(collapse by generation t), P(no collapse within T_max). 
 crossing (no noise) is given beside it as ``latent_horizon``. A crossing detected in the
 observed generations is reported as observed, not forecast.
 
-Per-trait horizons are secondary: each trait's statistics pooled over concepts (K = 1),
-the same rule; each controls its own error rate, not the family over traits.
+Per-trait horizons (each trait's statistics pooled over concepts, K = 1) and per-concept
+horizons (one concept's horizon traits) are secondary, with the same rule; each controls
+its own error rate over generations, not the family over traits or concepts.
 """
 
 from __future__ import annotations
@@ -173,6 +174,7 @@ class Forecast:
     horizon_traits: tuple = ()
     observed: CollapseStatistics | None = None
     simulated: dict | None = None     # the run's simulated statistics of generations K..
+    concepts: dict | None = None      # concept -> HorizonDistribution (secondary)
 
 
     def reread(self, criteria: Criteria) -> HorizonDistribution:
@@ -188,6 +190,8 @@ class Forecast:
                "horizon_traits": list(self.horizon_traits),
                "horizon": self.run.to_dict(),
                "traits": {k: v.to_dict() for k, v in self.traits.items()}}
+        if self.concepts is not None:
+            out["concepts"] = {k: v.to_dict() for k, v in self.concepts.items()}
         if self.latent is not None:
             out["latent_horizon"] = self.latent.to_dict()
         if self.observed is not None:
@@ -259,8 +263,20 @@ def forecast(result, run, criteria: Criteria = Criteria(), seed: int = 0,
     lv = latent["guided_var"].reshape(S, -1, C, Kt)[..., idx]
     R, D2 = pooled_statistics(lm, lv, obs_run.precision)
     lt, _ = latent_run_horizon(R, D2, len(htraits), criteria)
+    # per concept (secondary): the horizon traits of one concept, the same rule
+    data_h, concepts_h, gens_h = run_arrays(run, htraits, K)
+    per_concept = {}
+    for ci, name in enumerate(concepts_h):
+        st = collapse_statistics([[row[ci]] for row in data_h], htraits, [name], gens_h)
+        sim = simulated_statistics(fut_mean[..., [ci], :][..., idx],
+                                   fut_var[..., [ci], :][..., idx], st.noise_model(K),
+                                   n_next[[ci]], rng, st.correlation)
+        seen_c, _ = st.detected(criteria)
+        per_concept[name] = HorizonDistribution(joined_horizons(st, sim, criteria),
+                                                criteria.t_max, seen_c)
     return Forecast(criteria, K, run_h, traits, latent | observed,
-                    HorizonDistribution(lt, criteria.t_max), tuple(htraits), obs_run, run_sim)
+                    HorizonDistribution(lt, criteria.t_max), tuple(htraits), obs_run, run_sim,
+                    per_concept)
 
 
 def _observed_run(run, htraits, K, obs) -> CollapseStatistics:

@@ -28,7 +28,7 @@ import numpy as np
 
 from .baselines import BASELINES, baseline_forecasts
 from .forecast import DEFINITION, Forecast, HorizonDistribution, observed_collapse
-from .stats.collapse import CollapseStatistics
+from .stats.collapse import CollapseStatistics, collapse_statistics, run_arrays
 from .theory.horizon import Criteria
 
 
@@ -113,10 +113,21 @@ def backtest(fc: Forecast, run, crit: Criteria, baselines=BASELINES, seed: int =
         t_k, _ = full[name].detected(crit)
         rows.append({"horizon": name, **score_horizon(dist, t_k, last, rng)})
     base = baseline_scores(fc.observed, actual, run, crit, rng, baselines, statespace)
+    # per concept (secondary), scored after the baselines so that their draws stay put
+    concept_rows = []
+    if fc.concepts:
+        data, concepts, gens = run_arrays(run, traits)
+        for ci, name in enumerate(concepts):
+            if name not in fc.concepts:
+                continue
+            st = collapse_statistics([[row[ci]] for row in data], traits, [name], gens)
+            t_c, _ = st.detected(crit)
+            concept_rows.append({"concept": name,
+                                 **score_horizon(fc.concepts[name], t_c, last, rng)})
     return {"from_generations": K, "last_generation": last, "criteria": crit.to_dict(),
             "definition": DEFINITION, "horizon_traits": traits,
             "observed_horizon": seen, "observed_reason": reason,
-            "scores": rows, "baselines": base,
+            "scores": rows, "concept_scores": concept_rows, "baselines": base,
             "coverage": float(np.mean([r["covered"] for r in rows])),
             "mean_log_score": float(np.mean([r["log_score"] for r in rows]))}
 

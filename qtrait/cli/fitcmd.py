@@ -219,6 +219,11 @@ def predict_cmd(
     typer.echo("per trait (each pooled over concepts; secondary, no correction over traits):")
     for name, h in out["traits"].items():
         typer.echo("  " + _horizon_text(name, h))
+    if out.get("concepts"):
+        typer.echo("per concept (the horizon traits of one concept; secondary, no correction "
+                   "over concepts):")
+        for name, h in out["concepts"].items():
+            typer.echo("  " + _horizon_text(str(name), h))
     by = out["horizon"]["p_collapse_by"]
     marks = [t for t in (5, 10, 20, 50) if t < len(by)]
     typer.echo("P(collapse by generation t): " + ", ".join(f"t={t}: {by[t]:.2f}"

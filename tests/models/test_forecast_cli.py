@@ -45,6 +45,11 @@ def test_predict_json_contract(cli, tilt_run):
     assert by[-1] + h["p_no_collapse"] == pytest.approx(1.0)
     assert h["lo90"] <= h["median"] <= h["hi90"] or h["hi90"] is None
     assert set(out["traits"]) == {"t0", "t1"}
+    # per concept: one horizon per concept of the run, the same fields
+    concepts = sorted(open_run(tilt_run).table(0, "guided")["concept"].unique())
+    assert sorted(out["concepts"]) == concepts
+    for c in out["concepts"].values():
+        assert set(c) == set(h) and c["p_collapse_by"][0] == 0.0
     d = out["diagnostics"]
     assert set(d) == {"rhat_max", "ess_bulk_min", "ess_tail_min", "divergences",
                       "ebfmi_min", "ok"}
@@ -100,6 +105,11 @@ def test_backtest_scores(cli, tilt_run):
             assert 0.0 <= r["pit"] <= 1.0 and r["rps"] >= 0.0
         assert set(out["baselines"]) == {"persistence", "linear", "exponential",
                                          "statespace", "refit", "zeroshot"}
+        # per concept: each scored against that concept's own horizon
+        assert [c["concept"] for c in out["concept_scores"]] == sorted(
+            c["concept"] for c in out["concept_scores"])
+        for c in out["concept_scores"]:
+            assert c["rps"] >= 0.0 and 0.0 <= c["pit"] <= 1.0
         # the model and every baseline are scored against the same outcome
         run = rows["run"]
         assert run["observed"] == out["observed_horizon"]
