@@ -130,15 +130,22 @@ def joined_horizons(obs: CollapseStatistics, sim: dict, criteria: Criteria) -> n
     return t
 
 
-def observed_collapse(run, traits: list[str], upto: int | None = None) -> dict:
+def observed_collapse(run, traits: list[str], upto: int | None = None,
+                      arrays=None) -> dict:
     """Observed collapse statistics of ``run`` on ``traits``, for the run (the traits
-    pooled) and per trait: {"run": CollapseStatistics, trait: CollapseStatistics, ...}."""
-    data, concepts, gens = run_arrays(run, traits, upto)
+    pooled) and per trait: {"run": CollapseStatistics, trait: CollapseStatistics, ...}.
+    ``arrays``: the run's per-image arrays on ``traits`` when already read
+    (:func:`~qtrait.stats.collapse.run_arrays`)."""
+    data, concepts, gens = arrays if arrays is not None else run_arrays(run, traits, upto)
     out = {"run": collapse_statistics(data, traits, concepts, gens)}
     for k, name in enumerate(traits):
-        out[name] = collapse_statistics([[x[:, [k]] for x in row] for row in data], [name],
-                                        concepts, gens)
+        out[name] = collapse_statistics(columns(data, [k]), [name], concepts, gens)
     return out
+
+
+def columns(data, idx) -> list[list[np.ndarray]]:
+    """Per-image arrays ``data[g][c]`` restricted to the trait columns ``idx``."""
+    return [[x[:, idx] for x in row] for row in data]
 
 
 def horizon_traits_of(run, fitted: list[str]) -> list[str]:
@@ -236,7 +243,10 @@ def forecast(result, run, criteria: Criteria = Criteria(), seed: int = 0,
                 "observed_var": joined(np.broadcast_to(g.var[:K], (S, K, J)),
                                        "observed_var")}
     htraits = horizon_traits_of(run, fitted)
-    obs = observed_collapse(run, fitted, upto=K)
+    arrays = run_arrays(run, fitted, K)          # the run's tables, read once
+    obs = observed_collapse(run, fitted, arrays=arrays)
+    idx = [fitted.index(t) for t in htraits]
+    data_h = columns(arrays[0], idx)
     n_next = obs["run"].n[-1]
     fut_mean = fwd["guided_mean"].reshape(S, -1, C, Kt)[:, :max(0, end - K)]
     fut_var = fwd["observed_var"].reshape(S, -1, C, Kt)[:, :max(0, end - K)]
@@ -248,7 +258,8 @@ def forecast(result, run, criteria: Criteria = Criteria(), seed: int = 0,
                                    stats.noise_model(K), n_next, rng, corr)
         return joined_horizons(stats, sim, criteria), sim
 
-    obs_run = _observed_run(run, htraits, K, obs)
+    obs_run = obs["run"] if htraits == fitted else \
+        collapse_statistics(data_h, htraits, arrays[1], arrays[2])
     run_t, run_sim = horizon_of(htraits, obs_run)
     seen, _ = obs_run.detected(criteria)
     run_h = HorizonDistribution(run_t, criteria.t_max, seen)
@@ -258,16 +269,14 @@ def forecast(result, run, criteria: Criteria = Criteria(), seed: int = 0,
         seen_k, _ = obs[name].detected(criteria)
         traits[name] = HorizonDistribution(t_k, criteria.t_max, seen_k)
     # the latent crossing: the draws' latent moments, no noise
-    idx = [fitted.index(t) for t in htraits]
     lm = latent["guided_mean"].reshape(S, -1, C, Kt)[..., idx]
     lv = latent["guided_var"].reshape(S, -1, C, Kt)[..., idx]
     R, D2 = pooled_statistics(lm, lv, obs_run.precision)
     lt, _ = latent_run_horizon(R, D2, len(htraits), criteria)
     # per concept (secondary): the horizon traits of one concept, the same rule
-    data_h, concepts_h, gens_h = run_arrays(run, htraits, K)
     per_concept = {}
-    for ci, name in enumerate(concepts_h):
-        st = collapse_statistics([[row[ci]] for row in data_h], htraits, [name], gens_h)
+    for ci, name in enumerate(arrays[1]):
+        st = collapse_statistics([[row[ci]] for row in data_h], htraits, [name], arrays[2])
         sim = simulated_statistics(fut_mean[..., [ci], :][..., idx],
                                    fut_var[..., [ci], :][..., idx], st.noise_model(K),
                                    n_next[[ci]], rng, st.correlation)
@@ -277,10 +286,3 @@ def forecast(result, run, criteria: Criteria = Criteria(), seed: int = 0,
     return Forecast(criteria, K, run_h, traits, latent | observed,
                     HorizonDistribution(lt, criteria.t_max), tuple(htraits), obs_run, run_sim,
                     per_concept)
-
-
-def _observed_run(run, htraits, K, obs) -> CollapseStatistics:
-    if "run" in obs and list(obs["run"].traits) == list(htraits):
-        return obs["run"]
-    data, concepts, gens = run_arrays(run, htraits, K)
-    return collapse_statistics(data, htraits, concepts, gens)

@@ -27,7 +27,8 @@ from __future__ import annotations
 import numpy as np
 
 from .baselines import BASELINES, baseline_forecasts
-from .forecast import DEFINITION, Forecast, HorizonDistribution, observed_collapse
+from .forecast import (DEFINITION, Forecast, HorizonDistribution, columns,
+                       observed_collapse)
 from .stats.collapse import CollapseStatistics, collapse_statistics, run_arrays
 from .theory.horizon import Criteria
 
@@ -101,9 +102,13 @@ def backtest(fc: Forecast, run, crit: Criteria, baselines=BASELINES, seed: int =
     rng = np.random.default_rng(seed + 7919)
     K = fc.from_generations
     traits = list(fc.horizon_traits)
-    full = observed_collapse(run, list(fc.traits), None)
-    actual = full["run"] if list(full["run"].traits) == traits else \
-        observed_collapse(run, traits, None)["run"]
+    fitted = list(fc.traits)
+    arrays = run_arrays(run, fitted)             # all generations, read once
+    full = observed_collapse(run, fitted, arrays=arrays)
+    data = columns(arrays[0], [fitted.index(t) for t in traits])
+    concepts, gens = arrays[1], arrays[2]
+    actual = full["run"] if fitted == traits else \
+        collapse_statistics(data, traits, concepts, gens)
     last = len(actual.generations) - 1
     seen, reason = actual.detected(crit)
     row = {"horizon": "run", "reason": reason, **score_horizon(fc.run, seen, last, rng),
@@ -116,7 +121,6 @@ def backtest(fc: Forecast, run, crit: Criteria, baselines=BASELINES, seed: int =
     # per concept (secondary), scored after the baselines so that their draws stay put
     concept_rows = []
     if fc.concepts:
-        data, concepts, gens = run_arrays(run, traits)
         for ci, name in enumerate(concepts):
             if name not in fc.concepts:
                 continue
