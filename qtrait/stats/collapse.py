@@ -107,9 +107,13 @@ class NoiseModel:
         """se(log R_t) from per-concept ratios R_c (..., C) and images per concept n."""
         R_c = np.asarray(R_c, dtype=float)
         C = R_c.shape[-1]
-        var = np.sum(R_c ** 2 * (self.u / n + self.b / self.n0), axis=-1) / C ** 2
-        R = np.mean(R_c, axis=-1)
-        with np.errstate(divide="ignore", invalid="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            # scaled by the largest ratio (the SE of log R does not change): an
+            # extrapolated ratio of 1e200 would otherwise overflow when squared
+            top = np.max(np.abs(R_c), axis=-1, keepdims=True)
+            rel = np.where(top > 0, R_c / top, 0.0)
+            var = np.sum(rel ** 2 * (self.u / n + self.b / self.n0), axis=-1) / C ** 2
+            R = np.mean(rel, axis=-1)
             return np.where(R > 0, np.sqrt(var) / R, 0.0)
 
     def n_eff(self, n):
