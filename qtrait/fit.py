@@ -41,7 +41,10 @@ def default_sampler() -> str:
 @dataclass(frozen=True)
 class SamplerSettings:
     """Defaults: 4 chains x 1,000 draws after 1,000 tuning steps, target accept 0.9,
-    seed 0, sampler nutpie (PyMC's NUTS with ``sampler="pymc"``)."""
+    seed 0, sampler nutpie (PyMC's NUTS with ``sampler="pymc"``). ``cores``: the chains
+    sampled at once (default: min(chains, 2), this project's 2-core machines; 1 in each
+    worker of a parallel backtest). It does not change the draws, so it is not part of
+    the fit's config hash."""
 
     chains: int = 4
     draws: int = 1000
@@ -49,6 +52,11 @@ class SamplerSettings:
     target_accept: float = 0.9
     seed: int = 0
     sampler: str = field(default_factory=default_sampler)
+    cores: int | None = None
+
+    @property
+    def n_cores(self) -> int:
+        return self.cores or min(self.chains, 2)
 
 
 @dataclass
@@ -72,7 +80,8 @@ def config_hash(model: str, priors: dict, settings: SamplerSettings, generations
     :func:`data_key`, qtrait's version): the saved file's name, ``fits/<model>-<hash>.nc``."""
     blob = json.dumps({"model": model, "priors": {k: np.asarray(v).tolist()
                                                   for k, v in priors.items()},
-                       "settings": asdict(settings), "generations": list(generations),
+                       "settings": {k: v for k, v in asdict(settings).items() if k != "cores"},
+                       "generations": list(generations),
                        "qtrait": __version__}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -148,7 +157,7 @@ def _sample(spec, cd, settings: SamplerSettings, progress: bool, upto: int | Non
                 _COMPILED[key] = (pm_model, compiled)
             compiled = compiled.with_data(**spec.arrays(cd, upto))
             idata = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune,
-                                  chains=settings.chains, cores=min(settings.chains, 2),
+                                  chains=settings.chains, cores=settings.n_cores,
                                   seed=settings.seed, progress_bar=progress,
                                   target_accept=settings.target_accept, save_warmup=False)
         else:
@@ -156,7 +165,7 @@ def _sample(spec, cd, settings: SamplerSettings, progress: bool, upto: int | Non
             with pm_model:
                 pm.set_data(spec.arrays(cd, upto))
                 idata = pm.sample(draws=settings.draws, tune=settings.tune,
-                                  chains=settings.chains, cores=min(settings.chains, 2),
+                                  chains=settings.chains, cores=settings.n_cores,
                                   target_accept=settings.target_accept,
                                   random_seed=settings.seed, progressbar=progress,
                                   compute_convergence_checks=False)

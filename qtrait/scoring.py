@@ -24,11 +24,19 @@ Per forecast (docs/cli.md, ``qtrait backtest``):
 
 from __future__ import annotations
 
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 
 from .baselines import BASELINES, baseline_forecasts
-from .forecast import (DEFINITION, Forecast, HorizonDistribution, columns,
+from .fit import SamplerSettings, fit
+from .forecast import (DEFINITION, Forecast, HorizonDistribution, columns, forecast,
                        observed_collapse)
+from .rundir import open_run
 from .stats.collapse import CollapseStatistics, collapse_statistics, run_arrays
 from .theory.horizon import Criteria
 
@@ -152,4 +160,65 @@ def baseline_scores(obs_k: CollapseStatistics, actual: CollapseStatistics, run, 
             continue
         out[method] = {"available": True, **score_horizon(dist, seen, last, rng),
                        "lfo_elpd": lfo_elpd(sim, actual, K)}
+    return out
+
+
+def backtest_run(path, k: int, model: str, crit: Criteria, settings: SamplerSettings,
+                 baselines=BASELINES, traits=None, concepts=None, save: bool = True,
+                 progress: bool = False, extra=None) -> dict:
+    """One backtest of ``qtrait backtest``: open the run at ``path`` (restricted to
+    ``traits`` and ``concepts`` when given), fit generations 0..k-1, forecast and score
+    (:func:`backtest`). ``extra(fc, run, crit)``, when given, returns more keys for the
+    record (it must be a module-level function when the backtests run in processes)."""
+    t0 = time.perf_counter()
+    run = open_run(path).select(traits, concepts)
+    result = fit(run, model, settings, slice(0, k), save=save, progress=progress)
+    t_fit = time.perf_counter() - t0
+    fc = forecast(result, run, crit, seed=settings.seed)
+    rec = {"run": str(path), "model": result.model,
+           **backtest(fc, run, crit, baselines, seed=settings.seed),
+           "diagnostics": result.diagnostics, "warnings": result.warnings,
+           "posterior": None if result.path is None else str(result.path)}
+    if extra is not None:
+        rec.update(extra(fc, run, crit))
+    rec["fit_seconds"] = round(t_fit, 1)
+    rec["seconds"] = round(time.perf_counter() - t0, 1)
+    return rec
+
+
+def _one(args: tuple) -> dict:
+    path, k, kwargs = args
+    return backtest_run(path, k, **kwargs)
+
+
+def backtest_runs(tasks, model: str, crit: Criteria, settings: SamplerSettings,
+                  jobs: int = 1, on_record=None, **kwargs) -> list[dict]:
+    """:func:`backtest_run` for every (path, k) of ``tasks``, in ``jobs`` local processes
+    (1: in this one). Each process samples with ``settings.cores`` or, when unset, its
+    share of min(chains, 2) cores (at least one). ``on_record(i, rec)`` is called as each
+    backtest finishes (in the order they finish: write records there, so that nothing is
+    lost when a later one fails); the records come back in the order of ``tasks``. The
+    draws do not depend on ``jobs``: every fit and forecast has its own seed."""
+    tasks = [(Path(p), int(k)) for p, k in tasks]
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    out: list = [None] * len(tasks)
+    if jobs == 1 or len(tasks) <= 1:
+        for i, (p, k) in enumerate(tasks):
+            out[i] = backtest_run(p, k, model, crit, settings, **kwargs)
+            if on_record is not None:
+                on_record(i, out[i])
+        return out
+    if settings.cores is None:
+        settings = replace(settings, cores=max(1, settings.n_cores // jobs))
+    kw = {"model": model, "crit": crit, "settings": settings, **kwargs}
+    # spawn, not fork: a forked PyTensor/nutpie/pyarrow process can inherit held locks
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=ctx) as pool:
+        futures = {pool.submit(_one, (p, k, kw)): i for i, (p, k) in enumerate(tasks)}
+        for fut in as_completed(futures):
+            i = futures[fut]
+            out[i] = fut.result()
+            if on_record is not None:
+                on_record(i, out[i])
     return out

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ from _results import write_results  # noqa: E402
 PILOT = HERE / "pilot.jsonl"
 NOCHANGE = HERE / "nochange.jsonl"
 BACKTEST = HERE / "backtest.jsonl"
+TIMING = HERE / "timing.jsonl"       # wall time of whole steps
 OPENED = ROOT / "runs" / "benchmark_packed"     # packed chains as run directories (ignored)
 
 
@@ -192,10 +194,14 @@ def baselines_only(seeds: list[int], k: int = 1) -> None:
         print(f"{name} K={k}: baselines only", flush=True)
 
 
-def backtest(seeds: list[int], ks: list[int]) -> None:
-    from qtrait.fit import SamplerSettings, fit
-    from qtrait.forecast import forecast
-    from qtrait.scoring import backtest as score
+def backtest(seeds: list[int], ks: list[int], jobs: int = 2) -> None:
+    """Every (chain, K) of ``seeds`` and ``ks`` not yet in backtest.jsonl, in ``jobs``
+    local processes (:func:`qtrait.scoring.backtest_runs`); the wall time of the whole
+    step goes to timing.jsonl."""
+    import platform
+
+    from qtrait.fit import SamplerSettings
+    from qtrait.scoring import backtest_runs
 
     crit = criteria()
     f = config()["fit"]
@@ -203,26 +209,36 @@ def backtest(seeds: list[int], ks: list[int]) -> None:
     settings = SamplerSettings(chains=f["chains"], draws=f["draws"], tune=f["tune"])
     done = {(r["chain"], r["K"]) for r in _records(BACKTEST)}
     names = [n for n in pack.chain_names() if design_of(n)[1] in seeds]
+    tasks, index = [], []
     for name in names:
-        run = pack.open_chain(name, OPENED / name)
-        run = run.select(traits=run.axes)
+        path = OPENED / name
+        run = pack.open_chain(name, path)        # written once as a run directory
         for k in ks:
-            if (name, k) in done:
-                continue
-            t0 = time.perf_counter()
-            res = fit(run, model, settings, slice(0, k), save=False)
-            t_fit = time.perf_counter() - t0
-            fc = forecast(res, run, crit, seed=settings.seed)
-            out = score(fc, run, crit, seed=settings.seed)
-            design, seed = design_of(name)
-            _append(BACKTEST, {"chain": name, "design": design, "seed": seed, "K": k,
-                               "model": model, "fit_seconds": round(t_fit, 1),
-                               "seconds": round(time.perf_counter() - t0, 1),
-                               "diagnostics": res.diagnostics,
-                               "sensitivity": sensitivity(fc, run, crit), **out})
-            print(f"{name} K={k}: observed {out['observed_horizon']}, forecast median "
-                  f"{out['scores'][0]['median']}, ok={res.diagnostics['ok']} "
-                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+            if (name, k) not in done:
+                tasks.append((path, k))
+                index.append(name)
+    if not tasks:
+        return
+    traits = list(run.axes)
+    t0 = time.perf_counter()
+
+    def record(i, out):
+        design, seed = design_of(index[i])
+        for key in ("run", "posterior", "warnings"):
+            out.pop(key, None)
+        _append(BACKTEST, {"chain": index[i], "design": design, "seed": seed,
+                           "K": out["from_generations"], **out})
+        print(f"{index[i]} K={out['from_generations']}: observed {out['observed_horizon']}, "
+              f"forecast median {out['scores'][0]['median']}, "
+              f"ok={out['diagnostics']['ok']} ({out['seconds']:.0f} s; "
+              f"{(time.perf_counter() - t0) / 60:.1f} min in)", flush=True)
+
+    backtest_runs(tasks, model, crit, settings, jobs=jobs, on_record=record, traits=traits,
+                  save=False, extra=with_sensitivity)
+    _append(TIMING, {"step": "backtest", "seeds": seeds, "K": ks, "backtests": len(tasks),
+                     "jobs": jobs, "wall_seconds": round(time.perf_counter() - t0, 1),
+                     "cpus": os.cpu_count(), "machine": platform.processor() or
+                     platform.machine(), "date": time.strftime("%Y-%m-%d")})
 
 
 def sensitivity(fc, run, crit) -> dict:
@@ -246,6 +262,10 @@ def sensitivity(fc, run, crit) -> dict:
             out[f"{key}={v}"] = {k: sc[k] for k in ("observed", "median", "rps", "abs_error",
                                                     "covered_random", "trivial")}
     return out
+
+
+def with_sensitivity(fc, run, crit) -> dict:
+    return {"sensitivity": sensitivity(fc, run, crit)}
 
 
 PRIORS = HERE / "priors.jsonl"
@@ -350,7 +370,7 @@ def report() -> None:
              "marker.", ""]
     lines += (benchmark_table() + [""] + benchmark_checks() + [""] + nochange_table() + [""]
               + scores_table() + [""] + k_table() + [""] + q_d_table() + [""]
-              + priors_table() + [""] + seed1_timing())
+              + priors_table() + [""] + full_timing())
     write_results(HERE, "\n".join(lines))
     k_figure(ROOT / "docs" / "figures" / "benchmark_k.png")
 
@@ -560,37 +580,31 @@ def scores_table(seeds=(2, 3)) -> list[str]:
     conv = ", ".join(f"K = {k}: {sum(bool(r['diagnostics'].get('ok')) for r in fitted if r['K'] == k)}"
                      f" of {sum(r['K'] == k for r in fitted)}"
                      for k in sorted({r["K"] for r in fitted}))
-    secs = [r["seconds"] for r in fitted]
     out += ["", f"Fits that pass their diagnostics (R-hat <= 1.01, bulk and tail ESS >= "
-            f"400, no divergence, E-BFMI >= 0.3): {conv}.", "",
-            f"Compute: {len(fitted)} model forecasts, median {np.median(secs):.0f} s each "
-            f"(fit, forecast, baselines and scores), total {sum(secs) / 60:.0f} min on the "
-            "2-core development machine; by K: " + ", ".join(
-                f"K = {k}: {sum(r['seconds'] for r in fitted if r['K'] == k) / 60:.1f} min"
-                for k in sorted({r["K"] for r in fitted}))
-            + ". K = 2, 3 and 5 ran while the benchmark's chains were being made beside them; "
-            "K = 4 ran alone, at a median of "
-            f"{np.median([r['seconds'] for r in fitted if r['K'] == 4] or [np.nan]):.1f} s a "
-            "forecast."]
+            f"400, no divergence, E-BFMI >= 0.3): {conv}."]
     return out
 
 
-def seed1_timing() -> list[str]:
-    """The seed-1 backtest, run alone after the chains: the cost of a third of the full
-    benchmark backtest (K = 2, 3, 5)."""
-    recs = [r for r in _records(BACKTEST) if r["seed"] == 1 and r["scores"]]
-    if not recs:
+def full_timing() -> list[str]:
+    """The cost of the whole benchmark backtest (K = 2, 3, 5, seeds 1-3) in one run: the
+    last ``backtest`` step of timing.jsonl that covered it."""
+    runs = [t for t in _records(TIMING) if t["step"] == "backtest" and t["backtests"] >= 144]
+    recs = [r for r in _records(BACKTEST) if r["scores"] and r["K"] in (2, 3, 5)]
+    if not runs or not recs:
         return []
-    total = sum(r["seconds"] for r in recs) / 60
+    t = runs[-1]
     n_ok = sum(bool(r["diagnostics"].get("ok")) for r in recs)
     return ["## The cost of the full backtest", "",
-            f"Seed 1 (16 chains; K = {', '.join(str(k) for k in sorted({r['K'] for r in recs}))}"
-            f"), run alone on the 2-core development machine: {len(recs)} forecasts, "
-            f"{total:.1f} min in fits, forecasts and scores (median "
-            f"{np.median([r['seconds'] for r in recs]):.1f} s; {n_ok} of {len(recs)} fits pass "
-            f"their diagnostics). The full benchmark (48 chains x K = 2, 3, 5: 144 "
-            f"forecasts) would take about {3 * total:.0f} min at that rate. Seed 1 chose "
-            "the settings, so its scores are not in the tables above."]
+            f"The whole benchmark backtest (seeds {', '.join(map(str, t['seeds']))}; K = "
+            f"{', '.join(map(str, t['K']))}: {t['backtests']} forecasts, each with its six "
+            f"baselines and scores) ran as one step in {t['jobs']} local processes "
+            f"(`python analyses/benchmark/run.py backtest --seeds 1,2,3 --jobs "
+            f"{t['jobs']}`) on the {t['cpus']}-core development machine ({t['machine']}, "
+            f"{t['date']}): {t['wall_seconds'] / 60:.1f} min wall, median "
+            f"{np.median([r['seconds'] for r in recs]):.0f} s a forecast inside its "
+            f"process; {n_ok} of {len(recs)} fits pass their diagnostics. Every score "
+            "equals the one-process run's (each fit and forecast has its own seed). Seed 1 "
+            "chose the settings, so its scores are not in the tables above."]
 
 
 def k_table(seeds=(2, 3)) -> list[str]:
@@ -687,6 +701,7 @@ def main(argv=None) -> None:
     ap.add_argument("--runs", default=str(ROOT / "runs" / "benchmark"))
     ap.add_argument("--seeds", default="2,3")
     ap.add_argument("--k", default="2,3,5")
+    ap.add_argument("--jobs", type=int, default=2, help="backtests at once (processes)")
     a = ap.parse_args(argv)
     if a.step == "pilot":
         pilot(Path(a.runs))
@@ -695,7 +710,8 @@ def main(argv=None) -> None:
     elif a.step == "statespace":
         statespace()
     elif a.step == "backtest":
-        backtest([int(s) for s in a.seeds.split(",")], [int(k) for k in a.k.split(",")])
+        backtest([int(s) for s in a.seeds.split(",")], [int(k) for k in a.k.split(",")],
+                 a.jobs)
     elif a.step == "k1":
         baselines_only([int(s) for s in a.seeds.split(",")])
     elif a.step == "priors":

@@ -10,7 +10,7 @@ import typer
 
 from ..errors import QtraitError
 from .common import GENERATIONS_HELP, JSON_HELP, parse_generations, print_json
-from .options import (Alpha, Concepts, D, Q, R, TMax, Traits, ints, make_criteria,
+from .options import (Alpha, Concepts, D, Q, R, TMax, Traits, ints, make_criteria, names,
                       open_selected)
 
 Model = Annotated[str, typer.Option("--model", help="breeder, tilt (needs probes), exact "
@@ -81,6 +81,40 @@ def _echo_fit(result, table) -> None:
     _echo_warnings(result)
 
 
+def _adequacy(group, model, settings, gens, result, quiet):
+    """The adequacy check of a fit, or None (with a note) when the run is too short."""
+    from ..adequacy import LFO_START, check
+
+    runs = group if len(group) > 1 else group[0]
+    if result.data.G < LFO_START + 2:
+        if not quiet:
+            typer.echo(f"(adequacy not checked: the one-step PIT needs at least "
+                       f"{LFO_START + 2} generations, the fit has {result.data.G})", err=True)
+        return None
+
+    def progress(i, n):
+        if not quiet:
+            typer.echo(f"\radequacy: refit {i}/{n} (one-step PIT)", err=True, nl=i == n)
+
+    return check(runs, model, settings, full=result, generations=gens, progress=progress)
+
+
+def _echo_adequacy(adq) -> None:
+    typer.echo(adq.verdict())
+    if not adq.ok:
+        typer.echo("  the model does not describe this run: read its numbers as a "
+                   "description of a misfitting model")
+    for w in adq.worst[:3]:
+        typer.echo(f"  worst: {w['cell']} {w['statistic']}: z {w['z']:+.1f} over {w['n']} "
+                   f"generations (median PIT {w['median_pit']:.2f})")
+    bad = [p for p in adq.ppc if min(p["mean"]["p"], p["log_var"]["p"]) < 0.01]
+    if bad:
+        typer.echo("  posterior predictive p < 0.01 at generation(s) "
+                   + ", ".join(str(p["generation"]) for p in bad))
+    if not adq.refits_ok:
+        typer.echo("  (some refits behind the PIT failed their diagnostics)")
+
+
 def fit_cmd(
     runs: list[Path] = typer.Argument(..., help="Run directory (several for --model hier "
                                       "or to fit each in turn)."),
@@ -96,6 +130,10 @@ def fit_cmd(
     prior_predictive: bool = typer.Option(False, "--prior-predictive", help="Check the "
                                           "priors against the data instead of fitting."),
     traits: Traits = None, concepts: Concepts = None,
+    adequacy: bool = typer.Option(True, "--adequacy/--no-adequacy", help="Check that the "
+                                  "model describes the run: one-step-ahead PIT by refits on "
+                                  "generations 0..t (t >= 2) and a per-generation posterior "
+                                  "predictive check (docs/models.md, Adequacy)."),
     json_out: Json = False,
 ) -> None:
     """Sample the posterior of a model on a run; save it under the run's fits/ folder.
@@ -103,7 +141,9 @@ def fit_cmd(
     Prints the scientific parameters (posterior median and 90% interval) and the
     diagnostics, with a clear warning and what to do when one fails (R-hat > 1.01,
     ESS < 400, any divergence, E-BFMI < 0.3). Several runs: hier fits them jointly;
-    another model fits each in turn (reusing the compiled model).
+    another model fits each in turn (reusing the compiled model). Then, unless
+    --no-adequacy, the adequacy verdict: a named PIT uniformity test, the coverage of
+    one-step 90% intervals and the worst cells; a model that fails is said to fail.
     """
     from ..fit import fit, summary_table
     from ..models import get_spec
@@ -143,17 +183,22 @@ def fit_cmd(
     for group in groups:
         result = fit(group, model, settings, gens, progress=not json_out)
         table = summary_table(result, spec.reported)
+        adq = _adequacy(group, model, settings, gens, result, json_out) if adequacy \
+            else None
         if json_out:
             outputs.append({"runs": [str(g.root) for g in group], "model": result.model,
                             "config_hash": result.config_hash, "posterior": str(result.path),
                             "settings": settings.__dict__,
                             "parameters": table.to_dict("records"),
                             "diagnostics": result.diagnostics, "warnings": result.warnings,
-                            "excluded_traits": result.excluded})
+                            "excluded_traits": result.excluded,
+                            "adequacy": None if adq is None else adq.to_dict()})
         else:
             if len(groups) > 1:
                 typer.echo(f"== {group[0].root}")
             _echo_fit(result, table)
+            if adq is not None:
+                _echo_adequacy(adq)
     if json_out:
         print_json(outputs[0] if len(outputs) == 1 else outputs)
 
@@ -257,6 +302,9 @@ def backtest_cmd(
                                             "linear, exponential, statespace, refit, "
                                             "zeroshot)."),
     json_out: Json = False, strict: Strict = False,
+    jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Backtests run at once, in "
+                             "local processes (each samples on its share of the cores; "
+                             "the draws do not depend on it)."),
 ) -> None:
     """Forecast from the first K generations and score it against the later ones.
 
@@ -269,7 +317,7 @@ def backtest_cmd(
     """
     from ..baselines import BASELINES
     from ..forecast import check_from_generations
-    from ..scoring import backtest
+    from ..scoring import backtest_runs
 
     crit = make_criteria(q, d, r, t_max, alpha)
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
@@ -286,17 +334,18 @@ def backtest_cmd(
             if k >= len(o.generations):
                 raise QtraitError(f"backtest of {path} from {k} generations needs generations "
                                   f"after them to score against (it has {len(o.generations)})")
-    records = []
-    for path, o in zip(runs, opened):
-        for k in ks:
-            result, fc = _forecast_first(o, k, model, crit, settings, not json_out)
-            rec = {"run": str(path), "model": result.model, **backtest(fc, o, crit, chosen,
-                                                                     seed=settings.seed),
-                   "diagnostics": result.diagnostics, "warnings": result.warnings,
-                   "posterior": str(result.path)}
-            records.append(rec)
-            if not json_out:
-                _echo_backtest(rec)
+    tasks = [(path, k) for path in runs for k in ks]
+    if jobs > 1 and not json_out:
+        typer.echo(f"{len(tasks)} backtest(s) in {min(jobs, len(tasks))} processes ...",
+                   err=True)
+
+    def done(i, rec):
+        if not json_out:
+            _echo_backtest(rec)
+
+    records = backtest_runs(tasks, model, crit, settings, jobs=jobs, on_record=done,
+                            baselines=chosen, traits=names(traits), concepts=names(concepts),
+                            progress=not json_out and jobs == 1)
     if json_out:
         print_json(records[0] if len(records) == 1 else records)
     _strict_exit(strict, [r["diagnostics"] for r in records])

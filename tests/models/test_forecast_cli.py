@@ -91,10 +91,22 @@ def test_predict_reports_an_observed_crossing(cli, tmp_path):
     assert out["horizon"]["p_collapse_by"][1] == 1.0
 
 
-def test_backtest_scores(cli, tilt_run):
-    res = cli("backtest", tilt_run, "-k", "2,3", "--t-max", "20", *FAST, "--json")
-    assert res.code == 0, res.err
-    recs = json.loads(res.out)
+_BACKTESTS: dict = {}
+
+
+@pytest.fixture
+def backtests(cli, tilt_run):
+    """The one-process backtest of tilt_run from 2 and 3 generations (run once: the cli
+    fixture captures output per test, so it cannot be module-scoped itself)."""
+    if "records" not in _BACKTESTS:
+        res = cli("backtest", tilt_run, "-k", "2,3", "--t-max", "20", *FAST, "--json")
+        assert res.code == 0, res.err
+        _BACKTESTS["records"] = json.loads(res.out)
+    return _BACKTESTS["records"]
+
+
+def test_backtest_scores(cli, tilt_run, backtests):
+    recs = backtests
     assert [r["from_generations"] for r in recs] == [2, 3]
     for out in recs:
         assert out["last_generation"] == 7
@@ -103,6 +115,16 @@ def test_backtest_scores(cli, tilt_run):
         for r in rows.values():
             assert isinstance(r["covered"], bool) and r["log_score"] <= 0.0
             assert 0.0 <= r["pit"] <= 1.0 and r["rps"] >= 0.0
+            # the scores agree with the interval and median they are reported beside,
+            # on the censored scale (beyond the last generation, 7, is category 8)
+            def cens(t):
+                return 8 if t is None or t > 7 else t
+
+            obs = cens(r["observed"])
+            assert r["abs_error"] == abs(cens(r["median"]) - obs)
+            assert r["covered"] == (cens(r["lo90"]) <= obs <= cens(r["hi90"]))
+            # 8 categories: the RPS (a sum over 7 thresholds of squared errors) is at most 7
+            assert r["rps"] <= 7
         assert set(out["baselines"]) == {"persistence", "linear", "exponential",
                                          "statespace", "refit", "zeroshot"}
         # per concept: each scored against that concept's own horizon
@@ -120,6 +142,19 @@ def test_backtest_scores(cli, tilt_run):
     assert res.code == 2 and "needs generations after them" in res.err
     res = cli("backtest", tilt_run, "-k", "3", "--baselines", "linear,oracle", *FAST)
     assert res.code == 2 and "unknown baseline" in res.err
+
+
+def test_backtest_in_processes_gives_the_same_records(cli, tilt_run, backtests):
+    # two backtests in two spawned processes: every score equals the one-process run's
+    # (each fit and forecast has its own seed; the processes sample on one core each)
+    res = cli("backtest", tilt_run, "-k", "2,3", "--t-max", "20", *FAST, "--json",
+              "--jobs", "2")
+    assert res.code == 0, res.err
+    par = json.loads(res.out)
+    for a, b in zip(backtests, par):
+        assert a["from_generations"] == b["from_generations"]
+        assert a["scores"] == b["scores"] and a["baselines"] == b["baselines"]
+        assert a["diagnostics"] == b["diagnostics"]
 
 
 def test_prior_predictive_check_passes_on_data_from_the_model(cli, tilt_run):
