@@ -14,8 +14,10 @@ DECIMAL = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])")
 
 
 def unsourced(page: str, sources: str) -> list[str]:
+    """Decimal numbers of the hand-written text that are not, as whole numbers, in the
+    generated blocks or the sources ("0.5" is not sourced by "0.55" nor by "10.5")."""
     hand = BLOCK.sub("", page)
-    known = "".join(BLOCK.findall(page)) + sources
+    known = set(DECIMAL.findall("\n".join(BLOCK.findall(page)) + "\n" + sources))
     return sorted({n for n in DECIMAL.findall(hand) if n not in known})
 
 
@@ -34,3 +36,5 @@ def test_the_check_catches_an_invented_number():
     assert unsourced(page, "") == ["1.5"]
     assert unsourced(page, "1.5 measured") == []
     assert unsourced("Python 3.11.7, qtrait 0.1.0", "") == []   # versions are not numbers
+    # whole numbers only: a substring of a longer number does not count as its source
+    assert unsourced("text 0.5", "0.55 and 10.5 and v0.5.1") == ["0.5"]
