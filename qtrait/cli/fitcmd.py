@@ -83,13 +83,13 @@ def _echo_fit(result, table) -> None:
 
 def _adequacy(group, model, settings, gens, result, quiet):
     """The adequacy check of a fit, or None (with a note) when the run is too short."""
-    from ..adequacy import LFO_START, check
+    from ..adequacy import MIN_GENERATIONS, check
 
     runs = group if len(group) > 1 else group[0]
-    if result.data.G < LFO_START + 2:
+    if result.data.G < MIN_GENERATIONS:
         if not quiet:
             typer.echo(f"(adequacy not checked: the one-step PIT needs at least "
-                       f"{LFO_START + 2} generations, the fit has {result.data.G})", err=True)
+                       f"{MIN_GENERATIONS} generations, the fit has {result.data.G})", err=True)
         return None
 
     def progress(i, n):
@@ -101,7 +101,7 @@ def _adequacy(group, model, settings, gens, result, quiet):
 
 def _echo_adequacy(adq) -> None:
     typer.echo(adq.verdict())
-    if not adq.ok:
+    if adq.ok is False:
         typer.echo("  the model does not describe this run: read its numbers as a "
                    "description of a misfitting model")
     for w in adq.worst[:3]:
@@ -109,7 +109,7 @@ def _echo_adequacy(adq) -> None:
                    f"generations (median PIT {w['median_pit']:.2f})")
     bad = [p for p in adq.ppc if min(p["mean"]["p"], p["log_var"]["p"]) < 0.01]
     if bad:
-        typer.echo("  posterior predictive p < 0.01 at generation(s) "
+        typer.echo("  per-generation posterior predictive p < 0.01 at generation(s) "
                    + ", ".join(str(p["generation"]) for p in bad))
     if not adq.refits_ok:
         typer.echo("  (some refits behind the PIT failed their diagnostics)")

@@ -98,6 +98,10 @@ def report_cmd(
     chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
     target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
     traits: Traits = None, concepts: Concepts = None,
+    adequacy: bool = typer.Option(True, "--adequacy/--no-adequacy", help="Check that "
+                                  "--model describes the run (one-step PIT by refits, "
+                                  "per-generation predictive check; models.md section 11) "
+                                  "and show the verdict beside the diagnostics."),
 ) -> None:
     """Write a report of a run: one HTML page with figures, Markdown, CSV tables.
 
@@ -127,13 +131,14 @@ def report_cmd(
     base = open_selected(baseline, traits, concepts) if baseline is not None else None
     opts = ReportOptions(settings=settings, criteria=crit, model=model,
                          from_generations=from_generations,
-                         compare_models=_models(compare_models), h2=h2, rho=rho)
+                         compare_models=_models(compare_models), h2=h2, rho=rho,
+                         adequacy=adequacy)
     plans = [plan(o, opts, base) for o in opened]       # every check before any fit
     folder = prepare_out(out)
     folders = [folder] if len(opened) == 1 else [prepare_out(folder / i) for i in ids]
     entries = []
     for run, p, dest in zip(opened, plans, folders):
-        total = 1 + len(p.models) + 1 + (base is not None) + 3
+        total = 1 + len(p.models) + 1 + (base is not None) + 3 + adequacy
         progress = _Progress(f"report {run.run_id}", total)
         store = FitStore(settings, log=progress.log)
         try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from .. import __version__
+from ..adequacy import LFO_START, MIN_GENERATIONS, check
 from ..errors import QtraitError
 from ..rundir.manifest import utc_now
 from ..theory.horizon import Criteria
@@ -37,6 +38,7 @@ class ReportOptions:
     h2: float = 0.9                       # the zero-shot theory's assumed heritability
     rho: float | None = None              # condition drop's effect, when known
     traits_shown: int = 4
+    adequacy: bool = True                 # check that ``model`` describes the run
 
 
 @dataclass
@@ -178,6 +180,10 @@ def build_report(run, opts: ReportOptions, store: FitStore, baseline=None,
     k_fit = store.get(run, opts.model, slice(0, k))
     fc = forecast(k_fit, run, crit, seed=seed)
     bt = backtest(fc, run, crit) if k < len(run.generations) else None
+    adq = None
+    if opts.adequacy and cd.G >= MIN_GENERATIONS:
+        step(f"adequacy of {opts.model} (one-step PIT by {cd.G - LFO_START - 1} refits)")
+        adq = check(run, opts.model, opts.settings, full=main)
     redifine_out = None
     if baseline is not None:
         from ..redifine import redifine_check
@@ -214,7 +220,7 @@ def build_report(run, opts: ReportOptions, store: FitStore, baseline=None,
         S.selection_section(run, summary, traits),
         S.variance_section(fits, fc, cd, baselines, seed),
         S.horizon_section(fc, k_fit, bt, traits, zs_text if zs is not None else None, last),
-        S.diagnostics_section(used, store.notes),
+        S.diagnostics_section(used, store.notes, adq),
         S.comparison_section(fits, p.skipped),
         S.sensitivity_section(main, psens, psens_error, crit_table, curves, t_show),
     ]

@@ -399,10 +399,34 @@ def diagnostics_table(fits: list[tuple[str, object]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def diagnostics_section(fits: list[tuple[str, object]], notes: list[str]) -> Section:
+def adequacy_table(adq) -> pd.DataFrame:
+    """The adequacy verdict of a fit (:class:`qtrait.adequacy.Adequacy`) as check, value,
+    threshold and pass/fail rows, then its worst cells."""
+    from ..adequacy import BINS, COVERAGE, P_MIN, TEST_NAME
+
+    p_min, m = adq.ppc_min
+    rows = [{"check": TEST_NAME, "value": f"p = {adq.test.p_value:.3g}",
+             "threshold": f">= {P_MIN}", "status": "pass" if adq.test.p_value >= P_MIN
+             else "fail"} if adq.judged else
+            {"check": TEST_NAME, "value": f"{len(adq.pit)} PIT values",
+             "threshold": f">= {2 * BINS} values", "status": "not judged"},
+            {"check": f"one-step 90% interval coverage ({len(adq.pit)} observations)",
+             "value": f"{adq.coverage:.3f}", "threshold": f"in [{COVERAGE[0]}, {COVERAGE[1]}]",
+             "status": "pass" if COVERAGE[0] <= adq.coverage <= COVERAGE[1] else "fail"},
+            {"check": f"smallest per-generation predictive p (of {m})",
+             "value": f"{p_min:.3g}", "threshold": f">= {P_MIN}/{m}",
+             "status": "pass" if adq.ppc_ok else "fail"}]
+    rows += [{"check": f"worst cell: {w['cell']} ({w['statistic']})",
+              "value": f"z = {w['z']:+.1f} over {w['n']} generations",
+              "threshold": "-", "status": "-"} for w in adq.worst[:5]]
+    return pd.DataFrame(rows)
+
+
+def diagnostics_section(fits: list[tuple[str, object]], notes: list[str],
+                        adequacy=None) -> Section:
     """The ``diagnostics`` section: :func:`diagnostics_table`, each fit's warnings and where
-    it is saved, and ``notes``."""
-    sec = Section("diagnostics", "Sampling diagnostics")
+    it is saved, ``notes``, and the adequacy verdict of the main model when checked."""
+    sec = Section("diagnostics", "Sampling diagnostics and adequacy")
     table = diagnostics_table(fits)
     failed = table[table["status"] == "fail"]
     sec.add(Text("Every fit the report uses, checked as qtrait fit checks it (over every "
@@ -420,6 +444,18 @@ def diagnostics_section(fits: list[tuple[str, object]], notes: list[str]) -> Sec
         sec.add(Text(f"{label}: {where}."))
     for note in notes:
         sec.add(Text(note, "note"))
+    if adequacy is not None:
+        verdict = {True: "describes this run.",
+                   False: "does NOT describe this run: read its parameters and forecasts "
+                          "as those of a misfitting model.",
+                   None: "was not judged: the run gives too few one-step PIT values for "
+                         "the uniformity test."}[adequacy.ok]
+        sec.add(Text(f"Adequacy of {adequacy.model} (docs/models.md section 11): one-step-"
+                     f"ahead PITs of every cell's guided mean and variance from {adequacy.refits}"
+                     f" exact refits, and a per-generation posterior predictive check. The "
+                     f"model {verdict}", "warn" if adequacy.ok is False else "note"),
+                Table("adequacy", "Adequacy of the main model (pass/fail)",
+                      adequacy_table(adequacy), status="status"))
     return sec
 
 

@@ -199,6 +199,16 @@ def test_diagnostics_and_comparison(chain_report):
     m = table(chain_report, "model_comparison")
     assert list(m["model"]) == ["breeder"] and m["d_loo"].iloc[0] == 0
     assert np.isfinite(m["elpd_loo"]).all()
+    # the adequacy verdict beside the diagnostics: each check's status follows its value
+    a = table(chain_report, "adequacy").set_index("check")
+    pit = a.loc[[c for c in a.index if c.startswith("Rao-Scott")][0]]
+    p = float(pit["value"].split("=")[1])
+    assert pit["status"] == ("pass" if p >= 0.01 else "fail")
+    cov = a.loc[[c for c in a.index if c.startswith("one-step 90%")][0]]
+    assert cov["status"] == ("pass" if 0.85 <= float(cov["value"]) <= 0.95 else "fail")
+    assert any(c.startswith("worst cell: ") for c in a.index)
+    verdict = "does NOT describe" if (a["status"] == "fail").any() else "describes"
+    assert "breeder (docs/models.md section 11)" in html and verdict in html
 
 
 def test_prior_sensitivity(chain_report):
@@ -213,7 +223,7 @@ def test_prior_sensitivity(chain_report):
 
 def test_second_report_reuses_saved_fits(chain_report, shipped, tmp_path):
     code, out, err = qtrait("report", shipped["chain_042"], "--out", tmp_path / "again",
-                            "--compare-models", "breeder", *SETTINGS)
+                            "--compare-models", "breeder", "--no-adequacy", *SETTINGS)
     assert code == 0, err
     assert "fitting now" not in err
     assert err.count("using the saved fit") == 2
