@@ -309,3 +309,67 @@ def truth_from_config(cfg: dict[str, Any]) -> ChainTruth:
     if "concepts" in cfg:
         cfg["concepts"] = tuple(cfg["concepts"])
     return ChainTruth(traits=traits, guidance=guidance, sampler=sampler, criteria=crit, **cfg)
+
+
+# --- Gaussian refitting chains: the textbook cases, from an independent generator ---------
+
+REFIT_MODES = ("replace", "accumulate")
+
+
+def refit_chain_table(mode: str, n: int, traits: int = 3, generations: int = 15,
+                      seed: int = 0, corr: float = 0.3) -> pd.DataFrame:
+    """A long table (``qtrait import``'s columns) of a Gaussian refitting chain, the
+    textbook model-collapse setting (Shumailov et al. 2024; Kazdan et al. 2024,
+    "Collapse or Thrive"; Gerstgrasser et al. 2024), written without any of qtrait's
+    models: generation 0 is ``n`` draws of a ``traits``-dimensional Gaussian (unit
+    variances, correlation ``corr``); each later generation is ``n`` draws from the
+    Gaussian fitted by maximum likelihood (mean, covariance with divisor N) to
+
+    * ``replace``: the previous generation's n samples only. The expected variance falls
+      by (n - 1)/n a generation, so log V drifts down by about 1/n a generation;
+    * ``accumulate``: every sample so far (N = n (t + 1) at generation t + 1). The
+      variance stays bounded (its expected log-ratio to generation 0 converges); the
+      chain does not collapse.
+
+    One concept (``all``), one guided set per generation."""
+    if mode not in REFIT_MODES:
+        raise ValueError(f"mode must be one of {REFIT_MODES}, got {mode!r}")
+    if n < 2 or traits < 1 or generations < 1:
+        raise ValueError("need n >= 2, traits >= 1 and generations >= 1")
+    rng = np.random.default_rng(seed)
+    cov = np.full((traits, traits), corr) + (1 - corr) * np.eye(traits)
+    mean = np.zeros(traits)
+    pool = []
+    rows = []
+    for g in range(generations + 1):
+        x = rng.multivariate_normal(mean, cov, size=n)
+        rows.append(pd.DataFrame(x, columns=[f"t{k}" for k in range(traits)])
+                    .assign(generation=g, set="guided", concept="all",
+                            image_id=[f"g{g}_{i}" for i in range(n)]))
+        pool.append(x)
+        fit_on = x if mode == "replace" else np.concatenate(pool)
+        mean = fit_on.mean(axis=0)
+        cov = np.cov(fit_on, rowvar=False, ddof=0).reshape(traits, traits)
+    cols = ["generation", "set", "concept", "image_id"] + [f"t{k}" for k in range(traits)]
+    return pd.concat(rows, ignore_index=True)[cols]
+
+
+def write_refit_run(out: str | Path, mode: str, n: int, traits: int = 3,
+                    generations: int = 15, seed: int = 0):
+    """:func:`refit_chain_table` imported as a run directory (through a CSV, as a user's
+    own table would be); returns the opened run. Its design: no guidance (w = 1),
+    anchor ``previous`` (each generation is fitted to data, nothing pulls it back)."""
+    from .rundir.table import import_table
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    csv = out.with_suffix(".csv")
+    refit_chain_table(mode, n, traits, generations, seed).to_csv(csv, index=False)
+    try:
+        return import_table(csv, out, {"name": out.name, "cfg_scale": 1.0,
+                                       "cfg_schedule": "constant", "p_drop": 0.0,
+                                       "anchor": "previous",
+                                       "base_model": f"Gaussian refitting ({mode}, n={n})",
+                                       "dataset": "simulated"})
+    finally:
+        csv.unlink(missing_ok=True)

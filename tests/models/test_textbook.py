@@ -1,0 +1,109 @@
+"""The textbook cases of model collapse, from a generator that shares nothing with qtrait's
+models (qtrait.simulate.refit_chain_table): Gaussian refitting chains, imported as tables.
+
+* Replace (each generation fitted to the last one's n samples): the variance keeps
+  (n - 1)/n a generation in expectation, so the breeder's lambda should be (n - 1)/n with
+  no mutation variance.
+* Accumulate (fitted to every sample so far): no collapse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qtrait.fit import SamplerSettings, fit
+from qtrait.forecast import forecast
+from qtrait.simulate import refit_chain_table, write_refit_run
+from qtrait.theory.horizon import Criteria
+
+pytest.importorskip("nutpie")
+
+SETTINGS = SamplerSettings(chains=2, draws=500, tune=500, seed=0)
+
+#: Today's breeder fails both textbook bars (issue 13 keeps them as its targets; strict:
+#: a fix makes these tests fail until the marks are removed). Why, as measured: the
+#: variance map V_t = lambda s2_{t-1} + V_m regresses a near-unit-root series on its lag
+#: *with an intercept* (V_m), over 15 generations: the Dickey-Fuller small-sample bias
+#: pulls lambda down (n = 20: medians 0.59-0.85 against 0.95) while V_m > 0 absorbs the
+#: rest, and the mean map's free intercept does the same to gamma (medians to -0.28
+#: against 0). The forecast then finds an equilibrium V* = V_m / (1 - lambda) uncertain
+#: enough to put P(collapse) at 0.2-0.7 on chains that never collapse.
+BREEDER_FAILS = pytest.mark.xfail(strict=True, reason="issue 13: the breeder's V_m and "
+                                  "intercept bias lambda and gamma on Gaussian refitting "
+                                  "chains (Dickey-Fuller); see the comment above")
+
+
+def test_the_generator_is_the_textbook_process():
+    # Replace at n = 20: generation t's MLE variance (divisor n) is the variance of the
+    # Gaussian generation t + 1 is drawn from, V_{t+1} = V_t chi2_{n-1} / n, so
+    # log(v_t / v_0) = log(V_{t+1} / V_1) is a sum of t independent log(chi2_{n-1} / n):
+    # over 200 chains its mean at t = 10 lies within 4 SEs of t E log(chi2_{n-1} / n).
+    from scipy.special import digamma
+
+    n, t = 20, 10
+    per_gen = digamma((n - 1) / 2) + np.log(2 / n)       # E log(chi2_{n-1} / n)
+    r = []
+    for seed in range(200):
+        tab = refit_chain_table("replace", n, traits=1, generations=t, seed=seed)
+        v = tab.groupby("generation")["t0"].var(ddof=0)
+        r.append(np.log(v[t] / v[0]))
+    se = np.std(r, ddof=1) / np.sqrt(len(r))
+    assert abs(np.mean(r) - t * per_gen) < 4 * se
+    # Accumulate does not collapse: from generation 10 to 30 the mean log variance
+    # ratio moves by less than 0.15 (measured +0.04, SE 0.04: the pooled fit's
+    # shrinkage (N-1)/N fades as N = n (t+1) grows), where Replace loses 20 more steps
+    # of E log(chi2_{n-1}/n), about 2.1
+    a, b = [], []
+    for seed in range(100):
+        tab = refit_chain_table("accumulate", n, traits=1, generations=30, seed=seed)
+        v = tab.groupby("generation")["t0"].var(ddof=0)
+        a.append(np.log(v[10] / v[0]))
+        b.append(np.log(v[30] / v[0]))
+    assert abs(np.mean(b) - np.mean(a)) < 0.15
+    assert 20 * per_gen < -2.0
+
+
+@pytest.fixture(scope="module")
+def replace_fits(tmp_path_factory):
+    out = {}
+    root = tmp_path_factory.mktemp("replace")
+    for n in (20, 50, 200):
+        for seed in range(3):
+            run = write_refit_run(root / f"r{n}_{seed}", "replace", n, seed=seed)
+            out[(n, seed)] = fit(run, "breeder", SETTINGS, save=False)
+    return out
+
+
+@BREEDER_FAILS
+def test_breeder_recovers_the_replace_rate(replace_fits):
+    # 27 cells (3 n x 3 seeds x 3 traits): lambda's 90% interval covers (n-1)/n in at
+    # least 80% of them (the issue's bar: exact calibration would give 90%, and the
+    # cells of one chain share their population parameters), with median width <= 0.3
+    hits, widths, divergences = [], [], 0
+    for (n, _), res in replace_fits.items():
+        lam = res.idata.posterior["lambda"]
+        lo = lam.quantile(0.05, dim=("chain", "draw")).values
+        hi = lam.quantile(0.95, dim=("chain", "draw")).values
+        hits += list((lo <= (n - 1) / n) & ((n - 1) / n <= hi))
+        widths += list(hi - lo)
+        divergences += res.diagnostics["divergences"]
+    assert np.mean(hits) >= 0.8, f"covered {np.sum(hits)}/{len(hits)}"
+    assert np.median(widths) <= 0.3
+    assert divergences == 0
+
+
+@BREEDER_FAILS
+def test_accumulate_chains_are_not_forecast_to_collapse(tmp_path):
+    # from generations 0..4 of an Accumulate chain, P(no collapse within T_max) >= 0.9
+    # for every chain (n = 20, 50, 200; 3 seeds): the model must not invent a collapse
+    crit = Criteria(q=0.5, d=2.0, t_max=50)
+    bad = []
+    for n in (20, 50, 200):
+        for seed in range(3):
+            run = write_refit_run(tmp_path / f"a{n}_{seed}", "accumulate", n, seed=seed)
+            res = fit(run, "breeder", SETTINGS, generations=slice(0, 5), save=False)
+            p = forecast(res, run, crit, seed=0).run.to_dict()["p_no_collapse"]
+            if p < 0.9 or res.diagnostics["divergences"]:
+                bad.append((n, seed, round(p, 2), res.diagnostics["divergences"]))
+    assert not bad, f"(n, seed, P(no collapse), divergences): {bad}"
