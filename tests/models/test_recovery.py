@@ -3,9 +3,9 @@ the 90% interval coverage (theory.md section 6).
 
 Each seed draws its own true parameters, simulates a chain with the simulator (whose
 generation map the models share), fits, and records whether each central 90% interval
-contains the truth. Across seeds x traits x parameters the coverage should be at least
+contains the truth. Per parameter, across seeds x traits, the coverage should be at least
 0.9: the test is a one-sided exact binomial test at level 0.001 against coverage below
-0.9 (over-confident intervals; a model that is right fails it once in a thousand runs).
+0.9, for each parameter on its own (over-confident intervals; a model that is right fails it once in a thousand runs).
 Over-coverage is not a failure here. The truths are drawn from ranges narrower than the
 priors, and a weakly identified parameter's posterior then stays near its prior and
 covers nearly always: the breeder's gamma without an unconditional probe (its 90%
@@ -41,10 +41,21 @@ def covered(post, name, cell, truth):
     return lo <= truth <= hi
 
 
-def assert_coverage(hits: list[bool]):
-    n, k = len(hits), int(np.sum(hits))
-    p = stats.binomtest(k, n, 0.9, alternative="less").pvalue
-    assert p > 0.001, f"90% intervals covered {k}/{n} = {k / n:.2f} (binomial p = {p:.2g})"
+def assert_coverage(hits: dict[str, list[bool]]):
+    """Each parameter on its own (pooled, an always-covering parameter would hide one that
+    never covers): one-sided binomial test against coverage below 0.9 at level 0.001."""
+    failed = []
+    for name, h in hits.items():
+        n, k = len(h), int(np.sum(h))
+        p = stats.binomtest(k, n, 0.9, alternative="less").pvalue
+        if p <= 0.001:
+            failed.append(f"{name}: 90% intervals covered {k}/{n} = {k / n:.2f} "
+                          f"(binomial p = {p:.2g})")
+    assert not failed, "; ".join(failed)
+
+
+def add(hits: dict, name: str, hit: bool) -> None:
+    hits.setdefault(name, []).append(bool(hit))
 
 
 def g0_var(run, trait):
@@ -61,11 +72,11 @@ def tilt_traits(rng, k: int) -> tuple[TraitTruth, ...]:
 
 
 def tilt_family_coverage(tmp_path, model: str, rng_base: int, n_traits: int,
-                         **design) -> list[bool]:
+                         **design) -> dict[str, list[bool]]:
     """Simulate SEEDS chains of ``model`` with random truths and ``design``, fit each,
     and return whether the 90% intervals cover h2, kappa (the simulator guides with
     exactly w: kappa = 1) and V_m of every trait."""
-    hits = []
+    hits: dict = {}
     for seed in range(SEEDS):
         traits = tilt_traits(np.random.default_rng(rng_base + seed), n_traits)
         truth = ChainTruth(traits=traits, model=model, generations=6, images=400,
@@ -74,13 +85,14 @@ def tilt_family_coverage(tmp_path, model: str, rng_base: int, n_traits: int,
         post = fit(run, model, SETTINGS, save=False).idata.posterior
         for t in traits:
             cell = f"all/{t.name}"
-            hits += [covered(post, "h2", cell, t.h2), covered(post, "kappa", cell, 1.0),
-                     covered(post, "v_mut", cell, t.v_mut / g0_var(run, t.name))]
+            add(hits, "h2", covered(post, "h2", cell, t.h2))
+            add(hits, "kappa", covered(post, "kappa", cell, 1.0))
+            add(hits, "v_mut", covered(post, "v_mut", cell, t.v_mut / g0_var(run, t.name)))
     return hits
 
 
 def test_breeder_recovery(tmp_path):
-    hits = []
+    hits: dict = {}
     for seed in range(SEEDS):
         rng = np.random.default_rng(100 + seed)
         traits = tuple(TraitTruth(f"t{k}", lam=rng.uniform(0.55, 0.95),
@@ -93,9 +105,9 @@ def test_breeder_recovery(tmp_path):
         post = fit(run, "breeder", SETTINGS, save=False).idata.posterior
         for t in traits:
             cell = f"all/{t.name}"
-            hits += [covered(post, "lambda", cell, t.lam),
-                     covered(post, "gamma", cell, t.gamma),
-                     covered(post, "v_mut", cell, t.v_mut / g0_var(run, t.name))]
+            add(hits, "lambda", covered(post, "lambda", cell, t.lam))
+            add(hits, "gamma", covered(post, "gamma", cell, t.gamma))
+            add(hits, "v_mut", covered(post, "v_mut", cell, t.v_mut / g0_var(run, t.name)))
     assert_coverage(hits)
 
 
@@ -116,11 +128,14 @@ def test_exact_recovery(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="issue 13: hier's a_gamma (the gamma intercept at "
+                   "w = 5) covered 6 of 20 when checked per parameter (2026-12-05); the "
+                   "pooled count had hidden it. Remove this mark when hier is fixed")
 def test_hier_recovery(tmp_path):
     """20 seeds of 6 breeder chains each (3 CFG scales x 2 replicates), random true design
     slopes: coverage of the slopes of log lambda and gamma on the CFG scale, and of the
     intercepts."""
-    hits = []
+    hits: dict = {}
     for seed in range(SEEDS):
         rng = np.random.default_rng(400 + seed)
         a_ll, b_ll = np.log(rng.uniform(0.6, 0.85)), rng.uniform(-0.1, 0.0)
@@ -139,9 +154,9 @@ def test_hier_recovery(tmp_path):
         for name, true in (("b_log_lambda", b_ll), ("b_gamma", b_g)):
             v = post[name].sel(covariate="cfg_scale").values.ravel()
             lo, hi = np.quantile(v, [0.05, 0.95])
-            hits.append(lo <= true <= hi)
+            add(hits, name, lo <= true <= hi)
         for name, true in (("a_log_lambda", a_ll), ("a_gamma", a_g)):
             v = post[name].values.ravel()
             lo, hi = np.quantile(v, [0.05, 0.95])
-            hits.append(lo <= true <= hi)
+            add(hits, name, lo <= true <= hi)
     assert_coverage(hits)
