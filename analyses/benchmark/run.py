@@ -8,6 +8,7 @@ Steps, each resumable (records in ``*.jsonl`` beside this file):
     python analyses/benchmark/run.py backtest --seeds 2,3 --k 2,3,4,5
     python analyses/benchmark/run.py k1 --seeds 2,3  # K = 1: baselines from generation 0
     python analyses/benchmark/run.py priors      # the forecast with prior scales x0.5, x2
+    python analyses/benchmark/run.py adequacy --seeds 2,3   # does the model describe them
     python analyses/benchmark/run.py report      # results.md, figures, docs tables
 
 * ``pilot``: the run horizon (docs/theory.md 3.1) of every seed-1 pilot chain in
@@ -280,6 +281,80 @@ def scaled(priors: dict, factor: float) -> dict:
     return out
 
 
+ADEQUACY = HERE / "adequacy.jsonl"
+
+
+def adequacy_one(name: str) -> dict:
+    """The default model on all of one chain's generations (its trait axes) and its
+    adequacy check (:func:`qtrait.adequacy.check`); a process of :func:`adequacy`."""
+    from qtrait.adequacy import check
+    from qtrait.fit import SamplerSettings, fit
+    from qtrait.rundir import open_run
+
+    f = config()["fit"]
+    settings = SamplerSettings(chains=f["chains"], draws=f["draws"], tune=f["tune"], cores=1)
+    run = open_run(OPENED / name)
+    run = run.select(traits=run.axes)
+    t0 = time.perf_counter()
+    full = fit(run, f["model"], settings, save=False)
+    adq = check(run, f["model"], settings, full=full)
+    design, seed = design_of(name)
+    a = adq.to_dict()
+    a.pop("ppc")
+    return {"chain": name, "design": design, "seed": seed, "model": f["model"],
+            "diagnostics": full.diagnostics, "adequacy": a,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def adequacy(seeds: list[int], jobs: int = 2) -> None:
+    """Adequacy of the default model on every chain of ``seeds`` (all generations, the
+    trait axes), ``jobs`` chains at a time; records in adequacy.jsonl."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    done = {r["chain"] for r in _records(ADEQUACY)}
+    names = [n for n in pack.chain_names() if design_of(n)[1] in seeds and n not in done]
+    for n in names:
+        pack.open_chain(n, OPENED / n)
+    t0 = time.perf_counter()
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(adequacy_one, n): n for n in names}
+        for fut in as_completed(futures):
+            rec = fut.result()
+            _append(ADEQUACY, rec)
+            a = rec["adequacy"]
+            print(f"{rec['chain']}: ok={a['ok']} PIT p={a['pit_test']['p_value']:.2g} "
+                  f"coverage {a['coverage90']:.2f} ppc_ok={a['ppc_ok']} "
+                  f"({rec['seconds']:.0f} s; {(time.perf_counter() - t0) / 60:.1f} min in)",
+                  flush=True)
+
+
+def adequacy_table(seeds=(2, 3)) -> list[str]:
+    """How many benchmark chains the default model describes (adequacy.jsonl)."""
+    recs = [r for r in _records(ADEQUACY) if r["seed"] in seeds]
+    if not recs:
+        return []
+    seeds = sorted({r["seed"] for r in recs})
+    ok = [r for r in recs if r["adequacy"]["ok"]]
+    pit = [r for r in recs if r["adequacy"]["pit_test"]["p_value"] >= 0.01]
+    cov = np.array([r["adequacy"]["coverage90"] for r in recs])
+    conv = sum(bool(r["diagnostics"]["ok"]) for r in recs)
+    return ["## Does the default model describe the benchmark's chains?", "",
+            f"The default model on all 16 generations of each chain of seeds "
+            f"{' and '.join(map(str, seeds))} (the trait axes), checked as `qtrait fit` "
+            "checks it (docs/models.md section 11: one-step PITs from exact refits, "
+            "Rao-Scott F test clustered by generation; one-step 90% coverage; "
+            "per-generation posterior predictive check).", "",
+            "| chains | adequate | PIT test p >= 0.01 | one-step 90% coverage in [0.85, 0.95]"
+            " | coverage: median [min, max] | every PPC p above its Bonferroni bound | fits "
+            "passing their diagnostics |", "|---|---|---|---|---|---|---|",
+            f"| {len(recs)} | {len(ok)} | {len(pit)} | "
+            f"{int(np.sum((cov >= 0.85) & (cov <= 0.95)))} | {np.median(cov):.3f} "
+            f"[{cov.min():.3f}, {cov.max():.3f}] | "
+            f"{sum(bool(r['adequacy']['ppc_ok']) for r in recs)} | {conv} |"]
+
+
 def prior_sensitivity(seeds=(2, 3), k: int = 3, factors=(0.5, 2.0), most: int = 8) -> None:
     """The default model's forecast from K generations with every prior scale halved and
     doubled, on up to ``most`` chains whose horizon comes at or after K (not censored)."""
@@ -370,7 +445,8 @@ def report() -> None:
              "marker.", ""]
     lines += (benchmark_table() + [""] + benchmark_checks() + [""] + nochange_table() + [""]
               + scores_table() + [""] + k_table() + [""] + q_d_table() + [""]
-              + priors_table() + [""] + full_timing())
+              + priors_table() + [""] + adequacy_table() + [""]
+              + full_timing())
     write_results(HERE, "\n".join(lines))
     k_figure(ROOT / "docs" / "figures" / "benchmark_k.png")
 
@@ -697,7 +773,7 @@ def k_figure(path: Path, seeds=(2, 3)) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("step", choices=("pilot", "nochange", "statespace", "backtest", "k1",
-                                     "priors", "report"))
+                                     "priors", "adequacy", "report"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "benchmark"))
     ap.add_argument("--seeds", default="2,3")
     ap.add_argument("--k", default="2,3,5")
@@ -716,6 +792,8 @@ def main(argv=None) -> None:
         baselines_only([int(s) for s in a.seeds.split(",")])
     elif a.step == "priors":
         prior_sensitivity()
+    elif a.step == "adequacy":
+        adequacy([int(x) for x in a.seeds.split(",")], a.jobs)
     else:
         report()
 
