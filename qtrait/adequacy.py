@@ -139,8 +139,11 @@ class Adequacy:
     coverage: float
     worst: list[dict]
     ppc: list[dict]
-    refits: int
     steps: list[dict] = field(default_factory=list)   # diagnostics of each refit
+
+    @property
+    def refits(self) -> int:
+        return len(self.steps)
 
     @property
     def ppc_min(self) -> tuple[float, int]:
@@ -149,9 +152,15 @@ class Adequacy:
         return (min(ps), len(ps)) if ps else (1.0, 0)
 
     @property
+    def ppc_failures(self) -> list[int]:
+        """The generations whose PPC p-value falls below the verdict's bound, P_MIN / m."""
+        _, m = self.ppc_min
+        return [p["generation"] for p in self.ppc
+                if min(p["mean"]["p"], p["log_var"]["p"]) < P_MIN / max(m, 1)]
+
+    @property
     def ppc_ok(self) -> bool:
-        p, m = self.ppc_min
-        return m == 0 or p >= P_MIN / m
+        return not self.ppc_failures
 
     @property
     def judged(self) -> bool:
@@ -309,4 +318,4 @@ def check(run, model: str, settings, full=None, generations=None, start: int = L
         warnings.simplefilter("ignore", RuntimeWarning)
         ppc = ppc_generations(full, seed=settings.seed)
     return Adequacy(full.model, pit, generation, cell, statistic, test, coverage,
-                    worst_cells(pit, cell, statistic), ppc, len(ts), steps)
+                    worst_cells(pit, cell, statistic), ppc, steps)

@@ -107,10 +107,9 @@ def _echo_adequacy(adq) -> None:
     for w in adq.worst[:3]:
         typer.echo(f"  worst: {w['cell']} {w['statistic']}: z {w['z']:+.1f} over {w['n']} "
                    f"generations (median PIT {w['median_pit']:.2f})")
-    bad = [p for p in adq.ppc if min(p["mean"]["p"], p["log_var"]["p"]) < 0.01]
-    if bad:
-        typer.echo("  per-generation posterior predictive p < 0.01 at generation(s) "
-                   + ", ".join(str(p["generation"]) for p in bad))
+    if adq.ppc_failures:
+        typer.echo("  per-generation posterior predictive p below its Bonferroni bound at "
+                   "generation(s) " + ", ".join(map(str, adq.ppc_failures)))
     if not adq.refits_ok:
         typer.echo("  (some refits behind the PIT failed their diagnostics)")
 
