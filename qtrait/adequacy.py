@@ -6,11 +6,13 @@ zbar and variance s2, in generation-0 SD units), the observations every model pr
 * **One-step-ahead leave-future-out PIT.** For t = t0..G-2 the model is refitted on
   generations 0..t (the same compiled model, later generations masked: exact refits,
   not an importance-sampling shortcut) and predicts generation t+1 from its draws,
-  learning noise included. The PIT of an observation is its predictive CDF: for zbar,
-  mean over draws of Phi((zbar - mu_s) / sqrt(V_s / N)); for s2, of the Gamma CDF with
-  mean V_s and the likelihood's relative variance 2/(N-1) + kurt/N. A model that
-  describes the chain gives PIT values uniform on (0, 1) and one-step central 90%
-  intervals that cover 90% of the observations (a PIT in [0.05, 0.95]).
+  learning noise included. The PITs of a set are the Rosenblatt transform of its
+  (s2, zbar) under the likelihood's joint law: for s2, the mean over draws of the Gamma
+  CDF with mean V_s and relative variance 2/(N-1) + kurt/N; for zbar, its Normal CDF
+  given the observed s2 (the covariance from the skewness), the draws weighted by their
+  density at s2. A model that describes the chain gives PIT values uniform on (0, 1)
+  and one-step central 90% intervals that cover 90% of the observations (a PIT in
+  [0.05, 0.95]).
 * **Posterior predictive check of each generation's moments** (in sample: the fit on
   all generations): per generation t >= 1, the cells' average standardised mean and
   average log variance, replicated one step from the observed generation t-1 for every
@@ -39,6 +41,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import special, stats
+
+from .models.base import mean_var_law
+from .models.data import pooled_shape
 
 #: the first training window of the one-step PIT: generations 0..LFO_START
 LFO_START = 2
@@ -113,15 +118,21 @@ def rao_scott_uniformity(pit, cluster, bins: int = BINS) -> PitTest:
     return PitTest(F, raw, mean_d, df, float(stats.f.sf(F, *df)), n, k, bins)
 
 
-def predictive_cdf(x_mean, x_var, n, kurt, mean, var):
-    """P(zbar <= x_mean) and P(s2 <= x_var) under the likelihood of
-    :func:`qtrait.models.base.set_loglik` given latent draws (mean, var) (S, J), averaged
-    over the draws: arrays (J,)."""
+def predictive_cdf(x_mean, x_var, n, kurt, mean, var, skew=0.0):
+    """The Rosenblatt transform of a set's observed (mean, variance) under the joint law
+    of :func:`qtrait.models.base.set_loglik`, mixed over latent draws (mean, var) (S, J):
+    P(s2 <= x_var), and P(zbar <= x_mean | s2 = x_var) (each draw weighted by its density
+    at x_var). Under the model the two are independent uniforms. Arrays (J,)."""
     with np.errstate(all="ignore"):
-        sd = np.sqrt(var / n)
-        p_mean = np.mean(special.ndtr((x_mean - mean) / sd), axis=0)
-        shape = 1.0 / (2.0 / (n - 1.0) + kurt / n)
+        r, b, v = mean_var_law(n, kurt, skew, var)
+        shape = 1.0 / r
         p_var = np.mean(special.gammainc(shape, x_var * shape / var), axis=0)
+        log_dens = stats.gamma.logpdf(x_var, shape, scale=var / shape)     # (S, J)
+        log_dens = np.where(np.isfinite(log_dens), log_dens, -np.inf)
+        w = np.exp(log_dens - np.max(log_dens, axis=0))
+        w = w / np.sum(w, axis=0)
+        p_mean = np.sum(w * special.ndtr((x_mean - mean - b * (x_var - var)) / np.sqrt(v)),
+                        axis=0)
     return p_mean, p_var
 
 
@@ -220,9 +231,10 @@ def one_step_pit(result, t_next: int, seed: int = 0, max_draws: int = 1000) -> d
     fwd = spec.forward(draws, cd, start=t_next, t_end=t_next,
                        rng=np.random.default_rng(seed))
     g = cd.sets["guided"]
-    p_mean, p_var = predictive_cdf(g.mean[t_next], g.var[t_next], g.n[t_next],
-                                   np.nan_to_num(g.kurt[t_next]),
-                                   fwd["guided_mean"][:, 0], fwd["guided_var"][:, 0])
+    law = pooled_shape(cd, "guided", t_next)
+    p_mean, p_var = predictive_cdf(g.mean[t_next], g.var[t_next], g.n[t_next], law.kurt,
+                                   fwd["guided_mean"][:, 0], fwd["guided_var"][:, 0],
+                                   law.skew)
     valid = cd.valid("guided")
     ok = valid[t_next] & valid[t_next - 1]
     return {"mean": p_mean, "var": p_var, "ok": ok}

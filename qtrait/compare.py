@@ -25,12 +25,17 @@ from .errors import QtraitError
 
 LFO_START = 2   # first training window: generations 0..2
 
+#: the one predictive target every model is compared on, given the same information
+TARGET = ("one step ahead: the guided mean and variance of every cell in generation t+1, "
+          "given every set (guided and probes) of generations 0..t")
+
 
 def one_step_elpd(result, t_next: int, seed: int = 0) -> tuple[float, int]:
     """Log predictive density of generation ``t_next``'s guided set (all cells), from a
     fit on generations < t_next: per cell log mean over draws, summed."""
     from .forecast import posterior_draws
     from .models.base import set_loglik
+    from .models.data import pooled_shape
 
     cd, spec = result.data, result.spec
     draws = posterior_draws(result.idata, max_draws=1000)
@@ -39,9 +44,10 @@ def one_step_elpd(result, t_next: int, seed: int = 0) -> tuple[float, int]:
     g = cd.sets["guided"]
     ok = np.isfinite(g.mean[t_next]) & np.isfinite(g.var[t_next]) & (g.var[t_next] > 0)
     with np.errstate(all="ignore"):
-        ll = set_loglik(g.mean[t_next], g.var[t_next], g.n[t_next], g.kurt[t_next],
+        law = pooled_shape(cd, "guided", t_next)
+        ll = set_loglik(g.mean[t_next], g.var[t_next], g.n[t_next], law.kurt,
                         fwd["guided_mean"][:, 0], fwd["guided_var"][:, 0],
-                        symbolic=False)                                   # (S, J)
+                        symbolic=False, skew=law.skew)                                   # (S, J)
     ll = np.where(np.isfinite(ll), ll, -np.inf)
     lpd = special.logsumexp(ll, axis=0) - np.log(ll.shape[0])
     return float(np.sum(lpd[ok])), int(ok.sum())
@@ -90,7 +96,8 @@ def compare_models(run, settings, generations=None, progress: bool = False,
     rows = []
     for name in models:
         full = fit(run, name, settings, generations, save=True, progress=progress)
-        row = {"model": name, **loo_guided(full), "diagnostics": full.diagnostics,
+        row = {"model": name, "conditions_on": full.spec.conditions_on(),
+               **loo_guided(full), "diagnostics": full.diagnostics,
                "posterior": str(full.path)}
         G = full.data.G
         lfo, n_obs, steps = 0.0, 0, []
@@ -123,4 +130,12 @@ def compare_models(run, settings, generations=None, progress: bool = False,
                      "leave-future-out (exact refits) instead")
     lines.append(f"leave-future-out: exact refits on generations 0..t, scoring t+1, for "
                  f"t = {lfo_start}..G-2")
-    return {"run": run.run_id, "models": rows, "text": "\n".join(lines)}
+    lines.append("the target: every cell's guided mean and variance of generation t+1; "
+                 "every model is given every set of generations 0..t (elpd_lfo compares "
+                 "like for like). What each model uses of it:")
+    lines += [f"  {r['model']}: {r['conditions_on']}" for r in rows]
+    if len({r["conditions_on"] for r in rows}) > 1:
+        lines.append("note: elpd_loo is in-sample, and a probe model's guided scores there "
+                     "condition on the same generation's probes, which breeder does not "
+                     "see: compare model families by elpd_lfo, not d_loo")
+    return {"run": run.run_id, "target": TARGET, "models": rows, "text": "\n".join(lines)}

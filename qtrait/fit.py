@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__
 from .models import chain_data, fit_data, get_spec
+from .models.base import LIKELIHOOD_VERSION
 from .rundir import Run
 from .rundir import layout
 from .rundir.manifest import package_versions, utc_now
@@ -82,7 +83,8 @@ def config_hash(model: str, priors: dict, settings: SamplerSettings, generations
                                                   for k, v in priors.items()},
                        "settings": {k: v for k, v in asdict(settings).items() if k != "cores"},
                        "generations": list(generations),
-                       "qtrait": __version__}, sort_keys=True)
+                       "qtrait": __version__, "likelihood": LIKELIHOOD_VERSION},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 

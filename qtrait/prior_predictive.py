@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 
 from .models.base import sample_guided
+from .models.data import pooled_shape
 
 #: fraction of observed statistics that must fall inside the 98% prior predictive
 #: intervals for the check to pass
@@ -59,9 +60,10 @@ def prior_predictive_check(spec, run, generations=None, draws: int = 500, seed: 
     rng = np.random.default_rng(seed)
     fwd = spec.forward(d, cd, start=1, t_end=cd.G - 1, rng=rng)
     g = cd.sets["guided"]
-    n, kurt = g.n[1:], np.nan_to_num(g.kurt[1:])
+    law = pooled_shape(cd)
     with np.errstate(all="ignore"):
-        sim_mean, sim_var = sample_guided(rng, fwd["guided_mean"], fwd["guided_var"], n, kurt)
+        sim_mean, sim_var = sample_guided(rng, fwd["guided_mean"], fwd["guided_var"],
+                                          g.n[1:], law.kurt, law.skew)
         sim_logv = np.log(sim_var)
         lo_m, hi_m = np.nanquantile(sim_mean, [0.01, 0.99], axis=0)
         lo_v, hi_v = np.nanquantile(sim_logv, [0.01, 0.99], axis=0)

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import stats
 
 from .errors import QtraitError
+from .models.data import pooled_shape
 
 YES = 0.9     # P(direction) needed for "yes" (pooled)
 
@@ -37,12 +38,12 @@ def _probe_quantities(cd):
     and their sampling variances, generations >= 1."""
     g, w1, un = (cd.sets[s] for s in ("guided", "probe_w1", "probe_uncond"))
     sl = slice(1, None)
+    kg, kw = pooled_shape(cd, "guided").kurt, pooled_shape(cd, "probe_w1").kurt
     with np.errstate(all="ignore"):
         gap = np.abs(un.mean[sl] - w1.mean[sl])
         gap_var = un.var[sl] / un.n[sl] + w1.var[sl] / w1.n[sl]
         lr = np.log(g.var[sl] / w1.var[sl])
-        lr_var = (2 / (g.n[sl] - 1) + g.kurt[sl] / g.n[sl]
-                  + 2 / (w1.n[sl] - 1) + w1.kurt[sl] / w1.n[sl])
+        lr_var = (2 / (g.n[sl] - 1) + kg / g.n[sl] + 2 / (w1.n[sl] - 1) + kw / w1.n[sl])
     return gap, gap_var, lr, lr_var
 
 

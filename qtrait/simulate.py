@@ -54,6 +54,8 @@ class TraitTruth:
     lam: float = 0.9            # breeder only: variance factor lambda
     gamma: float = 0.0          # breeder only: exaggeration rate
     center: float | None = None  # breeder only: centre (default m_uncond)
+    skew: float = 0.0           # skewness of the images' law (0: Gaussian; else a shifted
+                                # Gamma with excess kurtosis 1.5 skew^2)
 
 
 @dataclass(frozen=True)
@@ -127,9 +129,23 @@ def default_truth(**overrides: Any) -> ChainTruth:
     return ChainTruth(traits=traits, **overrides)
 
 
-def _draw(rng, mean, var, n, corr_chol):
-    """n samples per concept: mean, var shaped (C, K); returns (C, n, K)."""
-    z = rng.standard_normal((mean.shape[0], n, mean.shape[1])) @ corr_chol.T
+def standard_noise(rng, shape: tuple, skew: np.ndarray) -> np.ndarray:
+    """Draws with mean 0, variance 1 and, per last axis, skewness ``skew``: Gaussian where
+    the skewness is 0, else a standardised Gamma of shape 4 / skew^2 (excess kurtosis
+    1.5 skew^2), mirrored for a negative skewness."""
+    z = rng.standard_normal(shape)
+    for k, s in enumerate(np.broadcast_to(skew, shape[-1:])):
+        if s != 0:
+            a = 4.0 / s ** 2
+            z[..., k] = np.sign(s) * (rng.gamma(a, 1.0, shape[:-1]) - a) / np.sqrt(a)
+    return z
+
+
+def _draw(rng, mean, var, n, corr_chol, skew=0.0):
+    """n samples per concept: mean, var shaped (C, K); returns (C, n, K). Correlated
+    traits mix the skewed noise, so a trait's skewness is as stated only without
+    correlation."""
+    z = standard_noise(rng, (mean.shape[0], n, mean.shape[1]), skew) @ corr_chol.T
     return mean[:, None, :] + np.sqrt(var)[:, None, :] * z
 
 
@@ -183,7 +199,7 @@ def simulate_tables(truth: ChainTruth) -> tuple[list[dict[str, pd.DataFrame]], d
         for set_name, (mean, var, n) in sets.items():
             if n == 0:
                 continue
-            z = _draw(rng, tile(mean), tile(var), n, chol).reshape(C * n, K)
+            z = _draw(rng, tile(mean), tile(var), n, chol, truth._p("skew")).reshape(C * n, K)
             df = pd.DataFrame(z, columns=names)
             df.insert(0, "concept", np.repeat(truth.concepts, n))
             gen_tables[set_name] = df
@@ -358,7 +374,8 @@ def write_refit_run(out: str | Path, mode: str, n: int, traits: int = 3,
                     generations: int = 15, seed: int = 0):
     """:func:`refit_chain_table` imported as a run directory (through a CSV, as a user's
     own table would be); returns the opened run. Its design: no guidance (w = 1),
-    anchor ``previous`` (each generation is fitted to data, nothing pulls it back)."""
+    anchor ``previous`` (each generation is fitted to data, nothing pulls it back), and
+    ``training_data`` the mode (what each generation is fitted to)."""
     from .rundir.table import import_table
 
     out = Path(out)
@@ -368,7 +385,7 @@ def write_refit_run(out: str | Path, mode: str, n: int, traits: int = 3,
     try:
         return import_table(csv, out, {"name": out.name, "cfg_scale": 1.0,
                                        "cfg_schedule": "constant", "p_drop": 0.0,
-                                       "anchor": "previous",
+                                       "anchor": "previous", "training_data": mode,
                                        "base_model": f"Gaussian refitting ({mode}, n={n})",
                                        "dataset": "simulated"})
     finally:

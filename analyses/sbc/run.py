@@ -48,8 +48,15 @@ def load_config() -> dict:
 
 # --- data ------------------------------------------------------------------------------------
 
-def make_chain_data(arrays: dict, G: int, K: int, design: dict):
-    """A one-concept ChainData from per-set arrays (G, K) of n, mean, var (kurtosis 0)."""
+def shape_of(mcfg: dict) -> tuple[float, float]:
+    """The (skewness, excess kurtosis) of every set's law in the replications (the
+    likelihood's pooled shape: constant, so the pooled estimate is exactly this)."""
+    return float(mcfg.get("skew", 0.0)), float(mcfg.get("kurt", 0.0))
+
+
+def make_chain_data(arrays: dict, G: int, K: int, design: dict, shape=(0.0, 0.0)):
+    """A one-concept ChainData from per-set arrays (G, K) of n, mean, var, every set with
+    the skewness and excess kurtosis ``shape``."""
     from qtrait.models.data import FitData, SetStats, chain_data
 
     sets = {}
@@ -57,7 +64,7 @@ def make_chain_data(arrays: dict, G: int, K: int, design: dict):
         sets[s] = SetStats(n=np.asarray(a["n"], float).reshape(G, 1, K),
                            mean=np.asarray(a["mean"], float).reshape(G, 1, K),
                            var=np.asarray(a["var"], float).reshape(G, 1, K),
-                           kurt=np.zeros((G, 1, K)))
+                           kurt=np.full((G, 1, K), shape[1]), skew=np.full((G, 1, K), shape[0]))
     fd = FitData("sbc", list(range(G)), ["all"], [f"trait_{k}" for k in range(K)], sets,
                  np.zeros((1, K)), np.ones((1, K)), design, [])
     return chain_data([fd])
@@ -78,15 +85,18 @@ def template(model: str, mcfg: dict):
         sizes.update(probe_w1=mcfg["probe_w1"], probe_uncond=mcfg["probe_uncond"])
     arrays = {s: {"n": np.full((G, K), n), "mean": np.zeros((G, K)), "var": np.ones((G, K))}
               for s, n in sizes.items()}
-    return make_chain_data(arrays, G, K, design_of(model, mcfg))
+    return make_chain_data(arrays, G, K, design_of(model, mcfg), shape_of(mcfg))
 
 
-def observe(rng, mean, var, n):
+def observe(rng, mean, var, n, shape=(0.0, 0.0), extra_mean=0.0, extra_rel=0.0):
     """Sufficient statistics of a set of n from latent (mean, var), as in the likelihood
-    (kurtosis 0): zbar ~ N(mean, var/n), s2 ~ Gamma(mean var, rel. var. 2/(n-1))."""
-    zbar = mean + np.sqrt(var / n) * rng.standard_normal(np.shape(mean))
-    rel = 2.0 / (n - 1.0)
-    return zbar, rng.gamma(1.0 / rel, var * rel)
+    (qtrait.models.base.mean_var_law): s2 ~ Gamma(mean var, relative variance
+    r = 2/(n-1) + kurt/n + extra_rel), zbar | s2 ~ N(mean + b (s2 - var), v)."""
+    from qtrait.models.base import mean_var_law
+
+    r, b, v = mean_var_law(n, shape[1], shape[0], var, extra_mean, extra_rel)
+    s2 = rng.gamma(1.0 / r, var * r)
+    return mean + b * (s2 - var) + np.sqrt(v) * rng.standard_normal(np.shape(mean)), s2
 
 
 def degenerate(zbar, s2) -> bool:
@@ -96,20 +106,21 @@ def degenerate(zbar, s2) -> bool:
 
 def simulate_breeder(th: dict, mcfg: dict, rng):
     """Breeder (breeder.py): V_t = lambda s2_{t-1} + V_m, mu_t = (1 + gamma) zbar_{t-1} +
-    beta (beta = -gamma c, sampled itself without a probe); zbar_t ~ N(mu_t, V_t/N + sigma_learn^2), s2_t ~ Gamma(mean V_t, rel 2/(N-1) +
-    tau^2). Generation 0 is the standardised real data (0, 1)."""
+    beta (beta = -gamma c, sampled itself without a probe); (zbar_t, s2_t) from the joint
+    law of :func:`observe` with the configured shape, learning noise sigma_learn^2 on the
+    mean and tau^2 on the variance's relative variance. Generation 0 is the standardised
+    real data (0, 1)."""
     G, K, N = mcfg["generations"], mcfg["traits"], mcfg["images"]
     mean, var = np.zeros((G, K)), np.ones((G, K))
     for t in range(1, G):
         V = th["lambda"] * var[t - 1] + th["v_mut"]
         mu = (1 + th["gamma"]) * mean[t - 1] + th["intercept"]
-        mean[t] = mu + np.sqrt(V / N + th["sigma_learn"] ** 2) * rng.standard_normal(K)
-        rel = 2.0 / (N - 1.0) + th["tau"] ** 2
-        var[t] = rng.gamma(1.0 / rel, V * rel)
+        mean[t], var[t] = observe(rng, mu, V, N, shape_of(mcfg), th["sigma_learn"] ** 2,
+                                  th["tau"] ** 2)
     if degenerate(mean, var):
         return None
     return make_chain_data({"guided": {"n": np.full((G, K), N), "mean": mean, "var": var}},
-                           G, K, design_of("breeder", mcfg))
+                           G, K, design_of("breeder", mcfg), shape_of(mcfg))
 
 
 def simulate_tilt(th: dict, mcfg: dict, rng):
@@ -136,14 +147,14 @@ def simulate_tilt(th: dict, mcfg: dict, rng):
                 return None            # the tilt does not exist
             v = 1.0 / prec
             gm = m + (w_e - 1.0) * (v / vu) * (m - mu_u)
-            g["mean"][t], g["var"][t] = observe(rng, gm, v + th["v_mut"], N)
+            g["mean"][t], g["var"][t] = observe(rng, gm, v + th["v_mut"], N, shape_of(mcfg))
         p = out["probe_w1"]
-        p["mean"][t], p["var"][t] = observe(rng, m, u, n1)
+        p["mean"][t], p["var"][t] = observe(rng, m, u, n1, shape_of(mcfg))
         p = out["probe_uncond"]
-        p["mean"][t], p["var"][t] = observe(rng, mu_u, vu, nu)
+        p["mean"][t], p["var"][t] = observe(rng, mu_u, vu, nu, shape_of(mcfg))
     if any(degenerate(a["mean"], a["var"]) for a in out.values()):
         return None
-    return make_chain_data(out, G, K, design_of("tilt", mcfg))
+    return make_chain_data(out, G, K, design_of("tilt", mcfg), shape_of(mcfg))
 
 
 SIMULATE = {"breeder": simulate_breeder, "tilt": simulate_tilt}

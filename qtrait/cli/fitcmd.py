@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import QtraitError
+from ..models.data import likelihood_line, likelihood_summary
 from .common import GENERATIONS_HELP, JSON_HELP, parse_generations, print_json
 from .options import (Alpha, Concepts, D, Q, R, TMax, Traits, ints, make_criteria, names,
                       open_selected)
@@ -72,9 +73,12 @@ def _echo_warnings(result) -> None:
 
 
 def _echo_fit(result, table) -> None:
-    if result.excluded:
+    summary = likelihood_summary(result.data)
+    constant = [t for t in result.excluded if t not in summary["near_constant"]]
+    if constant:
         typer.echo(f"left out (constant within a concept at generation 0): "
-                   f"{', '.join(result.excluded)}")
+                   f"{', '.join(constant)}")
+    typer.echo(likelihood_line(summary))
     typer.echo(f"{result.spec.describe()}\nposterior saved to {result.path}\n")
     typer.echo(table.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     typer.echo("\n" + _diag_line(result.diagnostics))
@@ -191,6 +195,7 @@ def fit_cmd(
                             "parameters": table.to_dict("records"),
                             "diagnostics": result.diagnostics, "warnings": result.warnings,
                             "excluded_traits": result.excluded,
+                            "likelihood": likelihood_summary(result.data),
                             "adequacy": None if adq is None else adq.to_dict()})
         else:
             if len(groups) > 1:

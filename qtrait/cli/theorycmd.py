@@ -120,6 +120,11 @@ def horizon_cmd(
     crit = make_criteria(q, d, r, t_max)
     opened = open_run(run) if run is not None else None
     design_of_run = opened.design if opened is not None else {}
+    if design_of_run.get("training_data") == "accumulate":
+        raise QtraitError(f"{run}: the run finetunes each generation on every guided set so "
+                          "far (training_data = accumulate); the zero-shot theory maps "
+                          "replaced data only (docs/theory.md 2.6). Fit the run instead: "
+                          "qtrait predict reads accumulated data")
 
     def pick(value, field, default):
         if value is not None:

@@ -9,10 +9,15 @@ compiled model can be reused for another data set of the same layout
 observed, the design constants) is the model's :meth:`ModelSpec.signature`.
 
 Likelihood (theory.md section 4), per generation, cell and sample set, from the set's
-size N, mean, variance s2 and excess kurtosis kappa (floored at 0):
+size N, mean and variance s2, with the skewness gamma_1 and excess kurtosis kappa of the
+cell's within-set distribution pooled over generations and concepts
+(:func:`~qtrait.models.data.pooled_shape`):
 
-    zbar ~ Normal(mean, sqrt(V / N + extra))
-    s2   ~ Gamma with mean V and relative variance 2/(N-1) + kappa/N (+ extra)
+    s2          ~ Gamma with mean V and relative variance r = 2/(N-1) + kappa/N (+ extra)
+    zbar | s2   ~ Normal(mean + b (s2 - V), (1 - rho^2) V / N (+ extra))
+
+where rho^2 = gamma_1^2 / (N r) is the squared correlation of a set's mean and variance
+(their covariance is mu_3 / N): a skewed trait's mean and variance move together.
 
 The pointwise log-likelihood (the sum of the two terms of one set of one cell in one
 generation) is a deterministic ``log_lik`` over a flat ``obs`` dimension, moved to the
@@ -28,28 +33,61 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import QtraitError
-from .data import SETS, ChainData
+from .data import SETS, ChainData, pooled_shape
 
 LOG_2PI = float(np.log(2 * np.pi))
 
 
+#: the likelihood's version, part of every fit's configuration hash: a saved posterior
+#: of an earlier likelihood is never served for this one
+LIKELIHOOD_VERSION = "joint-mean-var/pooled-shape/1"
+
+#: the largest squared correlation between a set's mean and variance the likelihood
+#: uses (a cap for shape estimates at Pearson's bound, where the law degenerates)
+RHO2_MAX = 0.9
+
+
+def mean_var_law(n, kurt, skew, var, extra_mean=0.0, extra_rel=0.0, lib=np):
+    """The joint sampling law of one set's (mean, variance) given latent (mean, var), in
+    the parts both the likelihood and the simulator use:
+
+        s2            Gamma, mean var, relative variance r = 2/(N-1) + kurt/N + extra_rel
+        zbar | s2     Normal(mean + b (s2 - var), v)
+
+    with Cov(zbar, s2) = mu_3 / N = skew var^{3/2} / N, so the squared correlation is
+    rho^2 = skew^2 / (N r) (capped at RHO2_MAX), b = rho sqrt(var / N) / (var sqrt(r)) and
+    v = (1 - rho^2) var / N + extra_mean. Returns (r, b, v); ``lib`` is numpy or
+    pytensor.tensor."""
+    r = 2.0 / (n - 1.0) + kurt / n + extra_rel
+    cap = float(np.sqrt(RHO2_MAX))
+    rho = lib.clip(skew / lib.sqrt(n * r), -cap, cap)
+    b = rho / lib.sqrt(n * var * r)
+    v = (1.0 - rho ** 2) * var / n + extra_mean
+    return r, b, v
+
+
 def set_loglik(x_mean, x_var, n, kurt, mean, var, extra_mean=0.0, extra_rel=0.0,
-               symbolic: bool = True):
-    """Log-likelihood of one set's observed mean and variance given latent (mean, var):
-    Normal(mean, var/N + extra_mean) for the mean, and a Gamma with mean ``var`` and
-    relative variance 2/(N-1) + kurt/N + extra_rel for the variance. PyTensor for the
-    models' graphs, numpy (``symbolic=False``) for scoring forecasts: one formula."""
+               symbolic: bool = True, skew=0.0):
+    """Log-likelihood of one set's observed mean and variance given latent (mean, var),
+    from their joint law (:func:`mean_var_law`): a Gamma with mean ``var`` and relative
+    variance 2/(N-1) + kurt/N + extra_rel for the variance, and the mean Normal given the
+    variance, its covariance with the variance mu_3 / N carried by ``skew``. With
+    ``skew = 0`` the two are independent: Normal(mean, var/N + extra_mean) for the mean.
+    PyTensor for the models' graphs, numpy (``symbolic=False``) for scoring forecasts:
+    one formula."""
     if symbolic:
         import pytensor.tensor as pt
 
-        log, gammaln = pt.log, pt.gammaln
+        lib, gammaln = pt, pt.gammaln
     else:
         from scipy.special import gammaln
 
-        log = np.log
-    v = var / n + extra_mean
-    ll = -0.5 * (LOG_2PI + log(v) + (x_mean - mean) ** 2 / v)
-    alpha = 1.0 / (2.0 / (n - 1.0) + kurt / n + extra_rel)
+        lib = np
+    log = lib.log
+    r, b, v = mean_var_law(n, kurt, skew, var, extra_mean, extra_rel, lib)
+    resid = x_mean - mean - b * (x_var - var)
+    ll = -0.5 * (LOG_2PI + log(v) + resid ** 2 / v)
+    alpha = 1.0 / r
     beta = alpha / var
     return ll + alpha * log(beta) - gammaln(alpha) + (alpha - 1.0) * log(x_var) - beta * x_var
 
@@ -85,6 +123,14 @@ class ModelSpec:
     reported: tuple = ()
     needs_probes = False
     multi_run = False
+
+    def conditions_on(self) -> str:
+        """What the model's likelihood conditions on, in words (said next to every model
+        comparison: two models that see different data are not scored like for like)."""
+        if self.needs_probes:
+            return ("the guided sets and both probe sets (w = 1 and unconditional) of the "
+                    "fitted generations; its map also uses the previous generation's probes")
+        return "the guided sets of the fitted generations only (no probes)"
 
     # -- to be provided by each model ----------------------------------------------------
     def describe(self) -> str:  # pragma: no cover - interface
@@ -151,15 +197,20 @@ class ModelSpec:
             out[f"data_mask_{s}"] = mask
         for s in SETS if self.needs_probes else ("guided",):
             st = cd.sets[s]
-            for f in ("n", "mean", "var", "kurt"):
+            for f in ("n", "mean", "var"):
                 a = getattr(st, f)
-                fill = {"kurt": 0.0, "n": 2.0}.get(f, 1.0)
-                out[f"data_{s}_{f}"] = np.where(np.isfinite(a), a, fill)
-        # the previous generation's guided moments on the same grid (row 0: placeholder),
-        # so the generation map is elementwise over (generation, cell)
-        for f in ("mean", "var"):
+                out[f"data_{s}_{f}"] = np.where(np.isfinite(a), a, 2.0 if f == "n" else 1.0)
+            # the shape of the within-set law, pooled over the generations the fit sees
+            shape = pooled_shape(cd, s, upto)
+            out[f"data_{s}_kurt"] = np.broadcast_to(shape.kurt, (cd.G, cd.J)).copy()
+            out[f"data_{s}_skew"] = np.broadcast_to(shape.skew, (cd.G, cd.J)).copy()
+        # the moments of what each generation was finetuned on (the previous guided set,
+        # or every guided set so far: parent_moments) on the same grid (row 0:
+        # placeholder), so the generation map is elementwise over (generation, cell)
+        parents = parent_moments(cd)
+        for f, prev in zip(("mean", "var"), parents[:2]):
             a = np.ones_like(cd.sets["guided"].mean)
-            prev = getattr(cd.sets["guided"], f)[:-1]
+            prev = prev[:-1]
             a[1:] = np.where(np.isfinite(prev) & (prev > 0 if f == "var" else True), prev, 1.0)
             out[f"data_prev_{f}"] = a
         return out
@@ -202,7 +253,7 @@ class ModelSpec:
             guided = s == "guided"
             ll = set_loglik(D[f"{s}_mean"], D[f"{s}_var"], D[f"{s}_n"], D[f"{s}_kurt"],
                             mean, var, extra_mean if guided else 0.0,
-                            extra_rel if guided else 0.0)
+                            extra_rel if guided else 0.0, skew=D[f"{s}_skew"])
             total = total + pt.sum(pt.switch(D[f"mask_{s}"] > 0.5, ll, 0.0))
             pm.Deterministic(f"log_lik_{s}", ll, dims=("generation", "cell"))
         pm.Potential("likelihood", total)
@@ -238,28 +289,100 @@ def pooled(name: str, loc_prior: tuple, sd_scale: float, dims: str = "cell",
 FORWARD_KEYS = ("guided_mean", "guided_var", "observed_mean", "observed_var")
 
 
-def sample_guided(rng, mean, var, n, kurt):
-    """Observed (zbar, s2) of a guided set of n images drawn from latent (mean, var):
-    the mean is Gaussian, the variance Gamma with the kurtosis-adjusted spread."""
-    zbar = mean + np.sqrt(var / n) * rng.standard_normal(np.shape(mean))
-    rel = 2.0 / (n - 1.0) + kurt / n
-    shape = 1.0 / rel
+def sample_guided(rng, mean, var, n, kurt, skew=0.0):
+    """Observed (zbar, s2) of a guided set of n images drawn from latent (mean, var), from
+    the joint law of :func:`mean_var_law`: s2 Gamma with the kurtosis-adjusted spread, the
+    mean Normal given s2 (its covariance with s2 from the skewness)."""
     with np.errstate(invalid="ignore", divide="ignore"):
+        r, b, v = mean_var_law(n, kurt, skew, var)
+        shape = 1.0 / r
         s2 = rng.gamma(np.where(np.isfinite(shape), shape, 1.0),
                        np.where(np.isfinite(var), var, np.nan) / shape)
+        zbar = mean + b * (s2 - var) + np.sqrt(v) * rng.standard_normal(np.shape(mean))
     return zbar, np.where(np.isfinite(var), s2, np.nan)
 
 
-def start_state(cd: ChainData, start: int, shape: tuple):
-    """What a forward simulation from generation ``start`` starts from: the guided set of
-    generation start-1 (its size, kurtosis, and observed mean and variance broadcast to
-    ``shape``, e.g. (draws, cells))."""
+def accumulates(cd: ChainData) -> np.ndarray:
+    """(J,) boolean: the cells whose run finetunes each generation on every guided set so
+    far (design ``training_data = "accumulate"``) rather than on the last one."""
+    acc = [cd.runs[r].design.get("training_data", "replace") == "accumulate"
+           for r in range(len(cd.runs))]
+    return np.array(acc, dtype=bool)[cd.run_of_cell]
+
+
+def pool_sets(n1, m1, v1, n2, m2, v2):
+    """Size, mean and sample variance (ddof 1) of the union of two sets given theirs."""
+    n = n1 + n2
+    m = (n1 * m1 + n2 * m2) / n
+    ss = (n1 - 1) * v1 + (n2 - 1) * v2 + n1 * n2 / n * (m1 - m2) ** 2
+    return n, m, ss / (n - 1)
+
+
+def parent_moments(cd: ChainData):
+    """(mean, var, n), arrays (G, J): row t holds the moments of the data generation t + 1
+    is finetuned on. The guided set of generation t under ``training_data = "replace"``;
+    under ``"accumulate"`` every guided set of generations 0..t pooled (sizes, means and
+    variances combined exactly). NaN where the guided set of t is missing."""
     g = cd.sets["guided"]
-    n = last_valid(g.n, start)
-    kurt = np.nan_to_num(last_valid(g.kurt, start))
-    zbar = np.broadcast_to(last_valid(g.mean, start), shape).copy()
-    s2 = np.broadcast_to(last_valid(g.var, start), shape).copy()
-    return n, kurt, zbar, s2
+    mean, var, n = g.mean.copy(), g.var.copy(), g.n.copy()
+    acc = accumulates(cd)
+    if acc.any():
+        pn, pm, pv = n[0].copy(), mean[0].copy(), var[0].copy()
+        for t in range(1, cd.G):
+            ok = np.isfinite(g.mean[t]) & np.isfinite(g.var[t]) & np.isfinite(pn)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                qn, qm, qv = pool_sets(pn, pm, pv, g.n[t], g.mean[t], g.var[t])
+            pn, pm, pv = (np.where(ok, a, b) for a, b in ((qn, pn), (qm, pm), (qv, pv)))
+            has = np.isfinite(g.mean[t])
+            mean[t] = np.where(acc & has, pm, mean[t])
+            var[t] = np.where(acc & has, pv, var[t])
+            n[t] = np.where(acc & has, pn, n[t])
+    return mean, var, n
+
+
+@dataclass
+class Parents:
+    """The moments of what the next generation is finetuned on, during a forward
+    simulation (arrays of the simulation's shape): :meth:`add` a newly sampled guided
+    set, which replaces them or is pooled into them (``accumulate``, per cell)."""
+
+    n: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    accumulate: np.ndarray   # (J,)
+
+    def add(self, n, zbar, s2) -> None:
+        n = np.broadcast_to(n, zbar.shape)
+        if self.accumulate.any():
+            with np.errstate(invalid="ignore", divide="ignore"):
+                pn, pm, pv = pool_sets(self.n, self.mean, self.var, n, zbar, s2)
+            n, zbar, s2 = (np.where(self.accumulate, a, b)
+                           for a, b in ((pn, n), (pm, zbar), (pv, s2)))
+        self.n, self.mean, self.var = n, zbar, s2
+
+
+@dataclass
+class Start:
+    """What a forward simulation from generation ``start`` starts from: the set size of
+    generation start-1, the pooled shape of the law of the sets it will draw, and the
+    :class:`Parents` (the training data of generation ``start``)."""
+
+    n: np.ndarray
+    kurt: np.ndarray
+    skew: np.ndarray
+    parents: Parents
+
+
+def start_state(cd: ChainData, start: int, shape: tuple) -> Start:
+    """The :class:`Start` of a simulation from generation ``start`` with arrays of
+    ``shape`` (e.g. (draws, cells)); the skewness and kurtosis are pooled over the
+    generations < start."""
+    g = cd.sets["guided"]
+    law = pooled_shape(cd, "guided", start)
+    pm, pv, pn = parent_moments(cd)
+    parents = Parents(*(np.broadcast_to(last_valid(a, start), shape).copy()
+                        for a in (pn, pm, pv)), accumulates(cd))
+    return Start(last_valid(g.n, start), law.kurt, law.skew, parents)
 
 
 def last_valid(a: np.ndarray, upto: int) -> np.ndarray:

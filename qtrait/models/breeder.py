@@ -5,7 +5,10 @@ Per cell (concept, trait), driven by the observed moments of the previous guided
     V_t      = lambda s2_{t-1} + V_m
     mu_t - c = (1 + gamma)(zbar_{t-1} - c),   i.e.   mu_t = (1 + gamma) zbar_{t-1} + beta
 
-with c the unconditional probe's mean where the run has one, so beta = -gamma c is data
+with (zbar_{t-1}, s2_{t-1}) the moments of what generation t was finetuned on: the guided
+set of generation t-1, or every guided set so far when the run's design says
+``training_data = "accumulate"`` (:func:`~qtrait.models.base.parent_moments`), and
+c the unconditional probe's mean where the run has one, so beta = -gamma c is data
 times a parameter. Without a probe the model samples the intercept beta itself: sampling
 the centre c instead leaves a ridge (generation 1, at the standardised mean 0, identifies
 only gamma c, and c is free as gamma -> 0), which made gamma miscalibrated in SBC. The
@@ -139,14 +142,14 @@ class BreederSpec(ModelSpec):
                   else np.full(lam.shape, np.nan))
         sigma = draws["sigma_learn"][:, None]
         tau = draws["tau"][:, None]
-        n, kurt, zbar, s2 = start_state(cd, start, lam.shape)
+        st = start_state(cd, start, lam.shape)
         out = {k: np.empty((S, t_end - start + 1, cd.J)) for k in FORWARD_KEYS}
         for i in range(t_end - start + 1):
-            V = (lam * s2 + v_mut) * np.exp(tau * rng.standard_normal(lam.shape)
-                                            - tau ** 2 / 2)
-            mu = (1 + gamma) * zbar + beta + sigma * rng.standard_normal(
-                lam.shape)
-            zbar, s2 = sample_guided(rng, mu, V, n, kurt)
+            V = (lam * st.parents.var + v_mut) * np.exp(
+                tau * rng.standard_normal(lam.shape) - tau ** 2 / 2)
+            mu = (1 + gamma) * st.parents.mean + beta + sigma * rng.standard_normal(lam.shape)
+            zbar, s2 = sample_guided(rng, mu, V, st.n, st.kurt, st.skew)
+            st.parents.add(st.n, zbar, s2)
             for k, v in zip(FORWARD_KEYS, (mu, V, zbar, s2)):
                 out[k][:, i] = v
         return out | {"m_uncond": center}

@@ -191,17 +191,19 @@ class TiltSpec(ModelSpec):
                             v_uncond=draws["v_uncond"])
         lm, lv = draws["learned_mean"], draws["learned_var"]   # (S, G, J)
         prev = (lm[:, start - 1], lv[:, start - 1])
-        n, kurt, zbar, s2 = start_state(cd, start, (S, J))
+        st = start_state(cd, start, (S, J))
         sigma, tau = draws["sigma_learn"][:, None], draws["tau"][:, None]
         out = {k: np.empty((S, t_end - start + 1, J)) for k in FORWARD_KEYS}
         for i in range(t_end - start + 1):
             noise = (sigma * rng.standard_normal((S, J)), tau * rng.standard_normal((S, J)))
             with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-                r = generation_step(zbar, s2, prev, g0, params, noise)
+                r = generation_step(st.parents.mean, st.parents.var, prev, g0, params,
+                                    noise)
             gm = np.where(r.valid, r.guided_mean, np.nan)
             gv = np.where(r.valid, r.guided_var, np.nan)
             prev = (r.learned_mean, r.learned_var)
-            zbar, s2 = sample_guided(rng, gm, gv, n, kurt)
+            zbar, s2 = sample_guided(rng, gm, gv, st.n, st.kurt, st.skew)
+            st.parents.add(st.n, zbar, s2)
             for k, v in zip(FORWARD_KEYS, (gm, gv, zbar, s2)):
                 out[k][:, i] = v
         return out | {"m_uncond": draws["m_uncond"]}

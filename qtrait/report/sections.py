@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..models.data import likelihood_line, likelihood_summary
 from ..rundir import layout
 from . import figures
 from .document import Figure, Section, Table, Text
@@ -55,6 +56,7 @@ def predictive_replicates(result, seed: int = 0, max_draws: int = 1000):
     Arrays (draws, G, J); generation 0 (the real data) is NaN."""
     from ..forecast import posterior_draws
     from ..models.base import sample_guided
+    from ..models.data import pooled_shape
 
     cd, spec = result.data, result.spec
     draws = posterior_draws(result.idata, max_draws)
@@ -63,13 +65,14 @@ def predictive_replicates(result, seed: int = 0, max_draws: int = 1000):
     g = cd.sets["guided"]
     zbar = np.full((S, cd.G, cd.J), np.nan)
     s2 = np.full((S, cd.G, cd.J), np.nan)
+    law = pooled_shape(cd)
     for t in range(1, cd.G):
         fwd = spec.forward(draws, cd, start=t, t_end=t, rng=rng)
         n = np.where(np.isfinite(g.n[t]), g.n[t], g.n[t - 1])
-        kurt = np.nan_to_num(g.kurt[t])
         with np.errstate(all="ignore"):
             zbar[:, t], s2[:, t] = sample_guided(rng, fwd["guided_mean"][:, 0],
-                                                 fwd["guided_var"][:, 0], n, kurt)
+                                                 fwd["guided_var"][:, 0], n, law.kurt,
+                                                 law.skew)
     return zbar, s2
 
 
@@ -182,9 +185,11 @@ def trajectories_section(result, traits, zeroshot: ZeroShot | None, zeroshot_tex
                  "learning noise. Generation 0 is the real data and is not modelled."))
     if zeroshot_text:
         sec.add(Text(zeroshot_text, "p" if zeroshot is not None else "note"))
-    if fd.excluded:
+    constant = [t for t in fd.excluded if t not in fd.near_constant]
+    if constant:
         sec.add(Text(f"Not fitted (constant within a concept at generation 0): "
-                     f"{', '.join(fd.excluded)}.", "note"))
+                     f"{', '.join(constant)}.", "note"))
+    sec.add(Text(likelihood_line(likelihood_summary(result.data)).capitalize() + ".", "note"))
     sec.add(Figure("trajectories", "Observed guided means and variances (points), "
                    f"{result.model} posterior predictive bands, zero-shot theory (dashed)",
                    figures.trajectories(table, traits, result.model)),

@@ -20,6 +20,9 @@ from . import layout
 SCHEMA_VERSION = 1
 
 ANCHORS = ("base", "previous")
+#: What each generation is finetuned on: ``replace``, the previous generation's guided
+#: set; ``accumulate``, every guided set so far (the real data of generation 0 included)
+TRAINING_DATA = ("replace", "accumulate")
 #: Guidance schedules over sampling steps. ``custom`` means "described in
 #: ``cfg_schedule_params``" (e.g. tabulated values), for runs made by other tools.
 SCHEDULES = ("constant", "linear", "cosine", "step", "interval", "custom")
@@ -37,6 +40,7 @@ DESIGN_DEFAULTS: dict[str, Any] = {
     "cfg_schedule_params": {},
     "p_drop": 0.0,
     "anchor": "base",
+    "training_data": "replace",
     "images_per_generation": None,
     "probe_sizes": {"probe_w1": 0, "probe_uncond": 0},
     "sampler": {},
@@ -107,6 +111,9 @@ def check_design(design: dict[str, Any], file: str = layout.MANIFEST) -> list[Pr
     anchor = design.get("anchor")
     if anchor is not None and anchor not in ANCHORS:
         bad("anchor", f"must be 'base' or 'previous', got {anchor!r}")
+    data = design.get("training_data")
+    if data is not None and data not in TRAINING_DATA:
+        bad("training_data", f"must be 'replace' or 'accumulate', got {data!r}")
     n = design.get("images_per_generation")
     if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
         bad("images_per_generation", f"must be a positive integer, got {n!r}")

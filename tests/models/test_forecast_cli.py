@@ -181,3 +181,8 @@ def test_compare_models(cli, tilt_run):
         assert np.isfinite(r["elpd_loo"]) and np.isfinite(r["elpd_lfo"])
         assert [s["score"] for s in r["lfo_steps"]] == list(range(3, 8))
     assert max(r["d_lfo"] for r in rows.values()) == 0.0
+    # the comparison says what it compares and what each model conditions on
+    assert "generation t+1" in out["target"]
+    assert "no probes" in rows["breeder"]["conditions_on"]
+    assert "probe" in rows["tilt"]["conditions_on"] and "no probes" not in \
+        rows["tilt"]["conditions_on"]

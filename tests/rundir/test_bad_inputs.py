@@ -98,9 +98,11 @@ def test_bad_design_field(cli, tiny_run):
     m = json.loads((tiny_run / "manifest.json").read_text())
     m["design"]["anchor"] = "parent"
     m["design"]["p_drop"] = 1.5
+    m["design"]["training_data"] = "all"
     (tiny_run / "manifest.json").write_text(json.dumps(m))
     check_rejected(cli, tiny_run, "design field 'anchor': must be 'base' or 'previous'",
-                   "design field 'p_drop': must be a number in [0, 1]")
+                   "design field 'p_drop': must be a number in [0, 1]",
+                   "design field 'training_data': must be 'replace' or 'accumulate'")
 
 
 def test_missing_generation(cli, tiny_run):

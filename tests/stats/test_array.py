@@ -39,6 +39,7 @@ def test_moments_match_direct_computation():
     np.testing.assert_allclose(m["var"], np.var(x, axis=0, ddof=1), rtol=1e-12)
     kurt = stats.kurtosis(x, axis=0, fisher=True, bias=False)
     np.testing.assert_allclose(m["exkurt"], kurt, rtol=1e-12)
+    np.testing.assert_allclose(m["skew"], stats.skew(x, axis=0, bias=False), rtol=1e-12)
 
     lo, hi = stats.t.interval(0.9, n - 1, loc=x.mean(axis=0), scale=stats.sem(x, axis=0))
     np.testing.assert_allclose(m["mean_lo"], lo, rtol=1e-12)
