@@ -34,6 +34,8 @@ def _prediction_json(pred: Prediction, concepts, traits, correlation=None, axes=
     out = {
         "horizon": {"t_star": pred.run_t_star, "reason": pred.run_reason,
                     "invalid_at": pred.invalid_at},
+        "invalid_cells": _invalid_cells(pred, concepts, traits)
+        if pred.trajectory["guided_mean"].ndim > 1 else [],
         "criteria": pred.criteria.to_dict(),
         "run_trajectory": {k: v.tolist() for k, v in
                            run_trajectory_table(pred, correlation, axes).items()},
@@ -52,13 +54,29 @@ def _prediction_json(pred: Prediction, concepts, traits, correlation=None, axes=
     return out
 
 
-def _horizon_text(t: int | None, reason: str | None, t_max: int, invalid_at=None) -> str:
+def _horizon_text(t: int | None, reason: str | None, t_max: int, invalid_at=None,
+                  model: str = "tilt") -> str:
     text = f"generation {t} ({reason})" if t is not None else f"no collapse within {t_max}"
     if invalid_at is not None and (t is None or invalid_at <= t_max):
         if t is None:
             text = "no collapse by the criteria"
-        text += f"; the tilt stops existing at generation {invalid_at} (the variance grows)"
+        what = "the tilt stops existing" if model == "tilt" else "the exact map stops being valid"
+        text += f"; {what} at generation {invalid_at} (the variance grows)"
     return text
+
+
+def _invalid_cells(pred: Prediction, concepts, traits) -> list[dict]:
+    """Cells whose map became invalid: concept, trait and the first invalid generation."""
+    valid, var0 = pred.trajectory["valid"], pred.trajectory["guided_var"][0]
+    if valid.ndim == 1:
+        valid, var0 = valid[:, None, None], np.atleast_2d(var0)
+    out = []
+    for i, c in enumerate(concepts):
+        for k, t in enumerate(traits):
+            bad = np.flatnonzero(~valid[:, i, k])
+            if len(bad) and np.isfinite(var0[i, k]):
+                out.append({"concept": c, "trait": t, "generation": int(bad[0])})
+    return out
 
 
 @app.command("horizon")
@@ -169,7 +187,7 @@ def horizon_cmd(
         typer.echo(f"condition drop planned (p_drop = {p_drop}) but its effect rho is not "
                    "known: horizons for a range of rho")
         for rh, p in sweep:
-            typer.echo(f"  rho = {rh:<5} {_horizon_text(p.run_t_star, p.run_reason, t_max, p.invalid_at)}")
+            typer.echo(f"  rho = {rh:<5} {_horizon_text(p.run_t_star, p.run_reason, t_max, p.invalid_at, model)}")
         return
     design["rho"] = params.rho
     pred = zero_shot(g0, params, crit, axes=axes, correlation=corr)
@@ -184,7 +202,20 @@ def horizon_cmd(
         typer.echo(f"run level over the {int(axes.sum())} trait axes: "
                    f"{', '.join(t for t, a in zip(traits, axes) if a)}")
     typer.echo("zero-shot prediction: " + ", ".join(f"{k} {v}" for k, v in design.items()))
-    typer.echo(f"horizon: {_horizon_text(pred.run_t_star, pred.run_reason, t_max, pred.invalid_at)}")
+    typer.echo("horizon: " + _horizon_text(pred.run_t_star, pred.run_reason, t_max,
+                                           pred.invalid_at, model))
+    invalid = _invalid_cells(pred, concepts, traits) if pred.trajectory["guided_mean"].ndim > 1 \
+        else []
+    if invalid:
+        w = "w/(w - 1)" if model == "tilt" else "w/(w - 1) (w the schedule's largest value)"
+        typer.echo(f"map invalid in {len(invalid)} cell(s), first at generation "
+                   f"{min(c['generation'] for c in invalid)}: the learned conditional became "
+                   f"wider than {w} times the unconditional, where guidance widens the "
+                   "variance without bound and the Gaussian map no longer describes the "
+                   "sampler. Their trajectories stop there (NaN), and the run level leaves "
+                   "their traits out: "
+                   + ", ".join(f"{c['concept']}/{c['trait']}@{c['generation']}"
+                               for c in invalid[:6]) + (" ..." if len(invalid) > 6 else ""))
     traj = pred.trajectory
     n_show = min(t_max, (pred.run_t_star or t_max) + 1)
     if pred.invalid_at is not None:

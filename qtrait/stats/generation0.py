@@ -31,12 +31,14 @@ def gen0_from_run(run, params: MapParams):
         mean = grouped.mean().reindex(concepts).fillna(table[run.traits].mean())
         var = grouped.var(ddof=1).reindex(concepts).fillna(table[run.traits].var(ddof=1))
         if s == "probe_uncond":
-            # one unconditional distribution serves every concept: its variance is pooled
-            # within concepts (all the probe's images, not a concept's few)
-            n = grouped.size().reindex(concepts).fillna(0).to_numpy()[:, None]
-            dof = np.clip(n - 1, 0, None)
-            pooled = np.nansum(var.to_numpy() * dof, axis=0) / max(dof.sum(), 1)
-            var = pd.DataFrame(np.broadcast_to(pooled, var.shape), columns=var.columns)
+            # one unconditional distribution p(x) serves every concept, and it is the
+            # mixture over concepts: its mean and variance are those of all the probe's
+            # images together (between-concept spread included), not a concept's few
+            x = table[run.traits].to_numpy(dtype=float)
+            mean = pd.DataFrame(np.broadcast_to(x.mean(axis=0), mean.shape),
+                                columns=mean.columns)
+            var = pd.DataFrame(np.broadcast_to(x.var(axis=0, ddof=1), var.shape),
+                               columns=var.columns)
         stats[s] = (mean.to_numpy(), var.to_numpy())
     # a trait constant within a concept at generation 0 (e.g. all images classified
     # correctly) has no variance to lose: it gets no horizon and stays out of the run level

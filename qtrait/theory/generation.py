@@ -105,16 +105,34 @@ class StepResult:
     w1_var: np.ndarray
     uncond_probe_mean: np.ndarray
     uncond_probe_var: np.ndarray
-    valid: np.ndarray            # False where the tilt does not exist
+    valid: np.ndarray            # False where the tilt (or the exact map) is invalid
+
+
+def exact_map_valid(params: MapParams, u, vu, guidance) -> np.ndarray:
+    """Where the exact Gaussian CFG map is valid: the guided score's precision at the end
+    of sampling, w/u - (w - 1)/V_u, positive for every guidance value w_eff of the
+    schedule (w_eff = 1 + kappa (w - 1)). Where it is not (a learned conditional wider than
+    w/(w - 1) times the unconditional), guidance pushes samples apart at every small noise
+    level and the Gaussian map's variance grows without bound: the map does not describe
+    the sampler there (theory.md 2.2, the tilt's condition)."""
+    g = guidance if isinstance(guidance, GuidanceSchedule) else GuidanceSchedule(
+        "constant", float(guidance))
+    w = 1.0 + np.asarray(params.gain)[..., None] * (g.values(params.sampler.steps) - 1.0)
+    w_max = np.max(w, axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prec = w_max / np.asarray(u) - (w_max - 1.0) / np.asarray(vu)
+    return (w_max <= 1.0) | (prec > 0)
 
 
 def _sample_moments(params: MapParams, m, u, mu_, vu, guidance):
-    """Moments of sampling with ``guidance``: the tilt or the exact sampler map."""
+    """Moments of sampling with ``guidance``: the tilt or the exact sampler map, and where
+    they are valid (:func:`exact_map_valid` for the exact map)."""
     if params.model == "tilt":
         w = float(guidance.values(1)[0]) if isinstance(guidance, GuidanceSchedule) else guidance
         return tilt(m, u, mu_, vu, 1.0 + np.asarray(params.gain) * (w - 1.0))
     mean, var = gaussian_cfg_map(m, u, mu_, vu, guidance, params.sampler, gain=params.gain)
-    return mean, var, np.ones(np.shape(mean), dtype=bool)
+    valid = np.broadcast_to(exact_map_valid(params, u, vu, guidance), np.shape(mean))
+    return mean, var, valid
 
 
 def generation0_probes(g0: Generation0, params: MapParams):

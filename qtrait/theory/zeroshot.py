@@ -33,6 +33,10 @@ class Prediction:
     run_reason: str | None
     invalid_at: int | None        # first generation where the tilt stops existing
     criteria: Criteria
+    #: the trajectory the run level pools: a cell whose map becomes invalid at any
+    #: generation is left out from generation 0 on (with every other cell of its trait,
+    #: as a trait constant in one concept is), so the pool is one set of cells throughout
+    run_trajectory: dict | None = None
 
     def trait_reason(self, idx) -> str | None:
         r = int(self.reason[idx])
@@ -56,6 +60,10 @@ def zero_shot(g0: Generation0, params: MapParams, criteria: Criteria = Criteria(
     mean, var = traj["guided_mean"], traj["guided_var"]
     with np.errstate(invalid="ignore", divide="ignore"):
         t_star, reason = trait_horizons(mean, var, g0.m_uncond, criteria)
+    ever_invalid = ~traj["valid"].all(axis=0)
+    run_traj = {k: np.where(ever_invalid, np.nan, traj[k]) for k in ("guided_mean",
+                                                                      "guided_var")}
+    mean, var = run_traj["guided_mean"], run_traj["guided_var"]
     if mean.ndim == 1:   # a single trait: run-level = trait-level
         run_t, run_r = ((int(t_star), REASONS[int(reason)]) if t_star > 0 else (None, None))
     else:
@@ -66,10 +74,10 @@ def zero_shot(g0: Generation0, params: MapParams, criteria: Criteria = Criteria(
             corr = np.asarray(correlation)[:, idx][:, :, idx]
         with np.errstate(invalid="ignore", divide="ignore"):
             run_t, run_r = run_horizon(mean[..., sel], var[..., sel], criteria, corr)
-    finite0 = np.isfinite(var[0])
+    finite0 = np.isfinite(traj["guided_var"][0])
     invalid = np.flatnonzero(~(traj["valid"] | ~finite0).reshape(len(mean), -1).all(axis=1))
     return Prediction(traj, t_star, reason, run_t, run_r,
-                      int(invalid[0]) if len(invalid) else None, criteria)
+                      int(invalid[0]) if len(invalid) else None, criteria, run_traj)
 
 
 def rho_sweep(g0: Generation0, params: MapParams, criteria: Criteria = Criteria(),
@@ -101,6 +109,9 @@ def pooled_trajectory(trajectory: dict, correlation: np.ndarray | None = None, a
         mean, var = mean[:, None, :], var[:, None, :]
     idx = np.arange(mean.shape[-1])[slice(None) if axes is None else axes]
     keep = idx[np.isfinite(var[0][:, idx]).all(axis=0)]
+    if not len(keep):   # every trait left out (constant, or its map invalid)
+        nan = np.full(len(mean), np.nan)
+        return nan, nan.copy(), 0
     mean, var = mean[..., keep], var[..., keep]
     C, K = mean.shape[1:]
     prec = np.broadcast_to(np.eye(K), (C, K, K)) if correlation is None else \
@@ -115,6 +126,6 @@ def run_trajectory_table(pred: Prediction, correlation: np.ndarray | None = None
     """The run's pooled statistics per generation (theory.md 3.1): the variance ratio R_t
     and the drift D2_t (squared Mahalanobis distance, in generation 0's metric), with the
     drift threshold tau_K."""
-    R, D2, K = pooled_trajectory(pred.trajectory, correlation, axes)
+    R, D2, K = pooled_trajectory(pred.run_trajectory or pred.trajectory, correlation, axes)
     return {"var_ratio": R, "drift2": D2,
             "drift_threshold": np.full(len(R), pred.criteria.drift_threshold(K))}

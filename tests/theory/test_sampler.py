@@ -150,3 +150,36 @@ def test_map_agrees_with_diffusers_schedulers(case):
     # diffusers differ from the map's float64 ones by ~1e-7 relative, far below the SE.
     assert abs(mc_mean - float(mean)) < 4.5 * np.sqrt(float(var) / n)
     assert abs(mc_var - float(var)) < 4.5 * float(var) * np.sqrt(2 / (n - 1))
+
+
+def test_exact_map_is_marked_invalid_where_it_would_run_away():
+    # D_0 = base conditional N(1, u0), unconditional N(0, 1), w = 3, h2 = 1. Left alone,
+    # the exact map from u0 = 2 (wider than the unconditional) widens the variance every
+    # generation without bound; the guard marks it invalid where the guided score's end
+    # precision w/u - (w - 1)/V_u turns negative (u > 1.5 here) and stops the trajectory
+    from qtrait.theory.generation import Generation0, MapParams, exact_map_valid, predict
+    from qtrait.theory.schedules import GuidanceSchedule, Sampler
+
+    params = MapParams(model="exact", h2=1.0, guidance=GuidanceSchedule("constant", 3.0),
+                       sampler=Sampler("ddim", 50))
+    m, v = 1.0, 2.0
+    for _ in range(15):                      # the unguarded iteration
+        m, v = gaussian_cfg_map(m, v, 0.0, 1.0, 3.0, params.sampler)
+    assert v > 1e6
+    u = np.array([1.2, 1.49, 1.51, 2.0])
+    np.testing.assert_array_equal(exact_map_valid(params, u, 1.0, params.guidance),
+                                  [True, True, False, False])
+    # from u0 = 1.3 (valid, but wider than the unconditional) the variance grows, and the
+    # trajectory stops at the first generation whose learned variance passes 1.5
+    g0 = Generation0.of(mean0=1.0, var0=1.3, m_base=1.0, v_base=1.3, m_uncond=0.0,
+                        v_uncond=1.0)
+    traj = predict(g0, params, 10)
+    m, v, first = 1.0, 1.3, None
+    for t in range(1, 11):                   # independent iteration: learned = last guided
+        if v >= 1.5:
+            first = t
+            break
+        m, v = gaussian_cfg_map(m, v, 0.0, 1.0, 3.0, params.sampler)
+    assert first is not None and first >= 2
+    assert traj["valid"][first - 1] and not traj["valid"][first]
+    assert np.isnan(traj["guided_var"][first]) and np.isfinite(traj["guided_var"][first - 1])

@@ -121,3 +121,13 @@ def test_sweep_text_marks_censored_horizons(cli):
     lines = res.out.splitlines()
     assert ">5" in lines[1] and "no" in lines[1]
     assert lines[2].split()[2] == "1"
+
+
+def test_theory_horizon_says_where_the_exact_map_is_invalid(cli):
+    # a base conditional twice as wide as the unconditional at w = 3: invalid at once
+    res = cli("theory", "horizon", "--cfg-scale", "3", "--var0", "2", "--v-uncond", "1",
+              "--json")
+    out = json.loads(res.out)
+    assert out["horizon"]["invalid_at"] == 1 and out["trajectory"]["var"][1] is None
+    res = cli("theory", "horizon", "--cfg-scale", "3", "--var0", "2", "--v-uncond", "1")
+    assert "the exact map stops being valid at generation 1" in res.out
