@@ -130,9 +130,8 @@ def compare_models(run, settings, generations=None, progress: bool = False,
                      "leave-future-out (exact refits) instead")
     lines.append(f"leave-future-out: exact refits on generations 0..t, scoring t+1, for "
                  f"t = {lfo_start}..G-2")
-    lines.append("the target: every cell's guided mean and variance of generation t+1; "
-                 "every model is given every set of generations 0..t (elpd_lfo compares "
-                 "like for like). What each model uses of it:")
+    lines.append(f"the target, {TARGET} (elpd_lfo compares like for like). What each "
+                 "model uses of it:")
     lines += [f"  {r['model']}: {r['conditions_on']}" for r in rows]
     if len({r["conditions_on"] for r in rows}) > 1:
         lines.append("note: elpd_loo is in-sample, and a probe model's guided scores there "

@@ -34,8 +34,7 @@ def _prediction_json(pred: Prediction, concepts, traits, correlation=None, axes=
     out = {
         "horizon": {"t_star": pred.run_t_star, "reason": pred.run_reason,
                     "invalid_at": pred.invalid_at},
-        "invalid_cells": _invalid_cells(pred, concepts, traits)
-        if pred.trajectory["guided_mean"].ndim > 1 else [],
+        "invalid_cells": _invalid_cells(pred, concepts, traits),
         "criteria": pred.criteria.to_dict(),
         "run_trajectory": {k: v.tolist() for k, v in
                            run_trajectory_table(pred, correlation, axes).items()},
@@ -66,10 +65,11 @@ def _horizon_text(t: int | None, reason: str | None, t_max: int, invalid_at=None
 
 
 def _invalid_cells(pred: Prediction, concepts, traits) -> list[dict]:
-    """Cells whose map became invalid: concept, trait and the first invalid generation."""
+    """Cells whose map became invalid: concept, trait and the first invalid generation
+    (none for a single trait given by options: its horizon text says it)."""
     valid, var0 = pred.trajectory["valid"], pred.trajectory["guided_var"][0]
     if valid.ndim == 1:
-        valid, var0 = valid[:, None, None], np.atleast_2d(var0)
+        return []
     out = []
     for i, c in enumerate(concepts):
         for k, t in enumerate(traits):
@@ -204,8 +204,7 @@ def horizon_cmd(
     typer.echo("zero-shot prediction: " + ", ".join(f"{k} {v}" for k, v in design.items()))
     typer.echo("horizon: " + _horizon_text(pred.run_t_star, pred.run_reason, t_max,
                                            pred.invalid_at, model))
-    invalid = _invalid_cells(pred, concepts, traits) if pred.trajectory["guided_mean"].ndim > 1 \
-        else []
+    invalid = _invalid_cells(pred, concepts, traits)
     if invalid:
         w = "w/(w - 1)" if model == "tilt" else "w/(w - 1) (w the schedule's largest value)"
         typer.echo(f"map invalid in {len(invalid)} cell(s), first at generation "

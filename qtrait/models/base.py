@@ -327,16 +327,13 @@ def parent_moments(cd: ChainData):
     mean, var, n = g.mean.copy(), g.var.copy(), g.n.copy()
     acc = accumulates(cd)
     if acc.any():
-        pn, pm, pv = n[0].copy(), mean[0].copy(), var[0].copy()
+        parents = Parents(n[0].copy(), mean[0].copy(), var[0].copy(), acc)
         for t in range(1, cd.G):
-            ok = np.isfinite(g.mean[t]) & np.isfinite(g.var[t]) & np.isfinite(pn)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                qn, qm, qv = pool_sets(pn, pm, pv, g.n[t], g.mean[t], g.var[t])
-            pn, pm, pv = (np.where(ok, a, b) for a, b in ((qn, pn), (qm, pm), (qv, pv)))
-            has = np.isfinite(g.mean[t])
-            mean[t] = np.where(acc & has, pm, mean[t])
-            var[t] = np.where(acc & has, pv, var[t])
-            n[t] = np.where(acc & has, pn, n[t])
+            has = np.isfinite(g.mean[t]) & np.isfinite(g.var[t])
+            parents.add(g.n[t], g.mean[t], g.var[t], where=has)
+            mean[t] = np.where(has, parents.mean, mean[t])
+            var[t] = np.where(has, parents.var, var[t])
+            n[t] = np.where(has, parents.n, n[t])
     return mean, var, n
 
 
@@ -351,14 +348,17 @@ class Parents:
     var: np.ndarray
     accumulate: np.ndarray   # (J,)
 
-    def add(self, n, zbar, s2) -> None:
-        n = np.broadcast_to(n, zbar.shape)
+    def add(self, n, zbar, s2, where=True) -> None:
+        """Take in a new set of size ``n`` with moments (zbar, s2), only ``where`` it
+        exists (elsewhere the training data stay as they were)."""
+        n = np.broadcast_to(n, np.shape(zbar))
         if self.accumulate.any():
             with np.errstate(invalid="ignore", divide="ignore"):
                 pn, pm, pv = pool_sets(self.n, self.mean, self.var, n, zbar, s2)
             n, zbar, s2 = (np.where(self.accumulate, a, b)
                            for a, b in ((pn, n), (pm, zbar), (pv, s2)))
-        self.n, self.mean, self.var = n, zbar, s2
+        self.n, self.mean, self.var = (np.where(where, a, b) for a, b in
+                                       ((n, self.n), (zbar, self.mean), (s2, self.var)))
 
 
 @dataclass

@@ -39,7 +39,7 @@ NEAR_CONSTANT_TIE = 0.5
 
 def tie_share(x: np.ndarray) -> np.ndarray:
     """Per column of ``x`` (N, K), the largest share of rows holding one value (values
-    equal to 9 significant digits)."""
+    equal in single precision, about 7 significant digits)."""
     out = np.zeros(x.shape[1])
     for k in range(x.shape[1]):
         col = x[:, k][np.isfinite(x[:, k])]
@@ -106,7 +106,8 @@ def fit_data(run: Run, generations: slice | None = None) -> FitData:
                 st.n[gi, ci], st.mean[gi, ci], st.var[gi, ci] = m["n"], m["mean"], m["var"]
                 st.kurt[gi, ci], st.skew[gi, ci] = m["exkurt"], m["skew"]
                 if s == "guided" and x.shape[1] > 1 and len(x) > 2:
-                    corr.append(x)
+                    with np.errstate(all="ignore"):
+                        corr.append(np.corrcoef(x, rowvar=False))
         sets[s] = st
     center = sets["guided"].mean[0].copy()
     scale = np.sqrt(sets["guided"].var[0])
@@ -134,8 +135,8 @@ def fit_data(run: Run, generations: slice | None = None) -> FitData:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             meds = []
-            for x in corr:
-                r = np.corrcoef(x[:, keep], rowvar=False)
+            for r in corr:
+                r = r[keep][:, keep]
                 meds.append(np.nanmedian(np.abs(r[np.triu_indices_from(r, 1)])))
             dependence = float(np.nanmedian(meds))
     for st in sets.values():   # standardise

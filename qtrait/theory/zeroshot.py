@@ -36,7 +36,7 @@ class Prediction:
     #: the trajectory the run level pools: a cell whose map becomes invalid at any
     #: generation is left out from generation 0 on (with every other cell of its trait,
     #: as a trait constant in one concept is), so the pool is one set of cells throughout
-    run_trajectory: dict | None = None
+    run_trajectory: dict
 
     def trait_reason(self, idx) -> str | None:
         r = int(self.reason[idx])
@@ -126,6 +126,6 @@ def run_trajectory_table(pred: Prediction, correlation: np.ndarray | None = None
     """The run's pooled statistics per generation (theory.md 3.1): the variance ratio R_t
     and the drift D2_t (squared Mahalanobis distance, in generation 0's metric), with the
     drift threshold tau_K."""
-    R, D2, K = pooled_trajectory(pred.run_trajectory or pred.trajectory, correlation, axes)
+    R, D2, K = pooled_trajectory(pred.run_trajectory, correlation, axes)
     return {"var_ratio": R, "drift2": D2,
             "drift_threshold": np.full(len(R), pred.criteria.drift_threshold(K))}
