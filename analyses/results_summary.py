@@ -194,8 +194,8 @@ def redifine_summary(checks: list[dict]) -> str:
     n = len(checks)
     yes = {no: sum(p["verdict"] == "yes" for c in checks for p in c["predictions"]
                    if p["prediction"] == no) for no in (1, 2, 3, 4)}
-    return (f"{n} baseline/mitigated pairs; 'yes' verdicts per prediction: "
-            + ", ".join(f"{no}: {k}/{n}" for no, k in yes.items()))
+    return (f"{n} baseline/mitigated pairs; 'yes' verdicts per prediction (hierarchical "
+            "pooling): " + ", ".join(f"{no}: {k}/{n}" for no, k in yes.items()))
 
 
 def redifine_table(chains: list[dict], checks: list[dict]) -> str:
@@ -218,10 +218,11 @@ def redifine_table(chains: list[dict], checks: list[dict]) -> str:
                 + ", ".join(_h(r["observed"]["t_obs"]) for r in rs) + " | "
                 + ", ".join(_h(r["fitted"]["median"]) for r in rs) + " |")
     if checks:
-        lines += ["", "`qtrait compare` verdicts, pooled over cells ('yes' pairs of all "
-                  "pairs):", "", "| mitigation | pairs | 1 probe gap smaller | 2 variance "
-                  "ratio closer to 1 | 3 V_m larger or V* > q | 4 gamma closer to 0 | "
-                  "median rho |", "|---|---|---|---|---|---|---|"]
+        lines += ["", "`qtrait compare` verdicts, the effect pooled hierarchically over "
+                  "cells ('yes' / 'no' pairs of all pairs; 'yes' needs P >= 0.95):", "",
+                  "| mitigation | pairs | 1 probe gap smaller | 2 variance ratio closer to 1 "
+                  "| 3 variance 10 generations on larger | 4 gamma closer to 0 | median rho |",
+                  "|---|---|---|---|---|---|---|"]
         for cond in order[1:]:
             cs = [c for c in checks if c["condition"] == cond]
             if not cs:
@@ -229,7 +230,8 @@ def redifine_table(chains: list[dict], checks: list[dict]) -> str:
             cells = []
             for no in (1, 2, 3, 4):
                 ps = [p for c in cs for p in c["predictions"] if p["prediction"] == no]
-                cells.append(f"{sum(p['verdict'] == 'yes' for p in ps)}/{len(ps)} (P "
+                cells.append(f"{sum(p['verdict'] == 'yes' for p in ps)} / "
+                             f"{sum(p['verdict'] == 'no' for p in ps)} of {len(ps)} (P "
                              f"{min(p['p_direction'] for p in ps):.2f}-"
                              f"{max(p['p_direction'] for p in ps):.2f})")
             rho = [c["rho"] for c in cs if c["rho"] is not None]

@@ -72,6 +72,7 @@ MODULES = [
     "qtrait.stats.collapse",
     "qtrait.stats.generation0",
     "qtrait.stats.labelled",
+    "qtrait.stats.pooling",
 ]
 # Documented when present (the report is being added).
 OPTIONAL_MODULES = ["qtrait.report"]

@@ -385,31 +385,41 @@ def compare_cmd(
     mitigated: Path = typer.Argument(..., help="Mitigated run (ReDiFine: condition drop "
                                      "and/or a decaying CFG schedule), same data and w."),
     rho: Optional[float] = typer.Option(None, "--rho", help="Adaptation of the "
-                                        "unconditional branch (default: the mitigated run's "
-                                        "posterior median)."),
-    q: Q = 0.5,
-    h2: Optional[float] = typer.Option(None, "--h2", help="Assume this heritability (and "
-                                       "no mutation) for the theory column instead of "
-                                       "fitting tilt/exact to the baseline; needs --rho when "
-                                       "the mitigated run uses condition drop."),
+                                        "unconditional branch (default: measured from the "
+                                        "mitigated run's probes; with --theory fitted, its "
+                                        "tilt/exact posterior median)."),
+    h2: Optional[float] = typer.Option(None, "--h2", help="Heritability the theory column "
+                                       "assumes (default 1, no mutation)."),
+    theory: str = typer.Option("assumed", "--theory", help="Theory column: 'assumed' (h2 "
+                               "from --h2, no mutation; seconds) or 'fitted' (h2 and V_m "
+                               "from a tilt/exact fit of the baseline, rho from the "
+                               "mitigated run's; can take long on a large run)."),
     chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
     target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
     traits: Traits = None, concepts: Concepts = None,
     json_out: Json = False,
 ) -> None:
-    """The ReDiFine check (theory.md section 5): four predictions, each with P(direction),
-    the measured effect and the effect the zero-shot theory predicts."""
+    """The ReDiFine check (docs/theory.md section 4.5): four predictions, each with the
+    effect pooled hierarchically over traits and concepts, P(direction), and the effect
+    the zero-shot theory predicts."""
     from ..redifine import redifine_check
 
     if rho is not None and not 0 <= rho <= 1:
         raise QtraitError(f"--rho must be in [0, 1], got {rho}")
     if h2 is not None and not 0 <= h2 <= 1:
         raise QtraitError(f"--h2 must be in [0, 1], got {h2}")
+    if theory not in ("assumed", "fitted"):
+        raise QtraitError(f"--theory must be 'assumed' or 'fitted', got {theory!r}")
+    if theory == "fitted" and h2 is not None:
+        raise QtraitError("--h2 is what the assumed theory column assumes; with --theory "
+                          "fitted h2 comes from the baseline's fit")
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
     out = redifine_check(open_selected(baseline, traits, concepts),
                          open_selected(mitigated, traits, concepts), settings, rho=rho,
-                         q=q, progress=not json_out, seed=seed, h2=h2)
+                         progress=not json_out, h2=h2, theory=theory)
     if json_out:
         print_json({k: v for k, v in out.items() if k != "text"})
     else:
         typer.echo(out["text"])
+        for label, d in out["diagnostics"].items():
+            typer.echo(f"{label} breeder fit: {_diag_line(d)}")

@@ -190,11 +190,10 @@ def build_report(run, opts: ReportOptions, store: FitStore, baseline=None,
 
         step(f"ReDiFine check against {baseline.run_id}")
         with store.serving_fits():
-            # with --rho given the report's zero-shot theory is an assumption (--h2, --rho)
-            # throughout, so the check's theory column assumes them too (no tilt/exact fit)
+            # the check's theory column assumes the report's h2 (--h2) and no mutation, as
+            # the report's zero-shot theory does; rho is --rho or measured from the probes
             redifine_out = redifine_check(baseline, run, opts.settings, rho=opts.rho,
-                                          q=crit.q, progress=False, seed=seed,
-                                          h2=opts.h2 if opts.rho is not None else None)
+                                          progress=False, h2=opts.h2)
     step("zero-shot theory")
     zs, zs_text = _zeroshot(run, cd, opts, _rho_from(fits, redifine_out, opts))
     step("prior sensitivity (power-scaling) and criteria")

@@ -166,17 +166,22 @@ def criteria_sensitivity(curves: dict[str, list[tuple[float, np.ndarray]]],
 
 
 def redifine(rows: pd.DataFrame) -> bytes:
-    """The four predictions: measured effect beside the zero-shot theory's, P(direction)
-    above each pair."""
+    """The four predictions: measured effect (with its 90% interval) beside the zero-shot
+    theory's, P(direction) above each pair."""
     fig = _figure(9, 3.6)
     ax = fig.subplots()
     x = np.arange(len(rows))
     meas = rows["measured_effect"].astype(float).to_numpy()
     theo = pd.to_numeric(rows["predicted_effect"], errors="coerce").to_numpy(dtype=float)
-    ax.bar(x - 0.18, meas, 0.36, color=COLOURS[0], label="measured (mitigated - baseline)")
+    err = (1.645 * rows["measured_sd"].astype(float).to_numpy()
+           if "measured_sd" in rows else None)
+    ax.bar(x - 0.18, meas, 0.36, color=COLOURS[0], yerr=err, capsize=3,
+           label="measured (mitigated - baseline, 90% interval)")
     ax.bar(x + 0.18, np.nan_to_num(theo), 0.36, color="#cf222e", alpha=0.7,
            label="zero-shot theory")
-    top = np.nanmax(np.abs(np.concatenate([meas, theo[np.isfinite(theo)]]))) or 1.0
+    top = np.nanmax(np.abs(np.concatenate([meas + (0 if err is None else err),
+                                           meas - (0 if err is None else err),
+                                           theo[np.isfinite(theo)]]))) or 1.0
     for xi, (p, v) in enumerate(zip(rows["p_direction"], rows["verdict"])):
         ax.text(xi, top * 1.08, f"P(dir) {p:.2f}\n{v}", ha="center", fontsize=8)
     ax.set_ylim(-top * 1.3, top * 1.45)

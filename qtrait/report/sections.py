@@ -538,23 +538,26 @@ def redifine_section(out: dict) -> Section:
     """The ``redifine`` section: the four predictions of the ReDiFine check (``out``, as
     :func:`qtrait.redifine.redifine_check` returns it), with the per-trait rows."""
     sec = Section("redifine", "ReDiFine check")
-    rows = pd.DataFrame([{k: v for k, v in r.items() if k != "per_trait"}
+    rows = pd.DataFrame([{k: v for k, v in r.items() if k not in ("per_trait",
+                                                                    "generation_bound")}
                          for r in out["predictions"]])
     per = pd.DataFrame([{"prediction": r["prediction"], **c} for r in out["predictions"]
                         for c in r["per_trait"]])
     rho = out["rho"]
-    sec.add(Text(f"Theory.md section 5, as qtrait compare {out['baseline']} "
-                 f"{out['mitigated']} checks it: baseline {out['baseline']}, mitigated "
-                 f"{out['mitigated']}; rho = "
-                 f"{'n/a (no probes)' if rho is None else f'{rho:.3g}'}; zero-shot theory "
-                 f"from {out.get('theory') or 'nothing (no probes)'}. P(direction) is the "
-                 "probability that the mitigation moved the quantity the way the theory "
-                 "expects; 'yes' needs 0.9 pooled over traits and concepts."),
+    rho_text = "n/a (no probes)" if rho is None else f"{rho:.3g} ({out.get('rho_source')})"
+    sec.add(Text(f"The four predictions of docs/theory.md section 4.5, as qtrait compare "
+                 f"{out['baseline']} {out['mitigated']} checks them: baseline "
+                 f"{out['baseline']}, mitigated {out['mitigated']}; rho = {rho_text}; "
+                 f"zero-shot theory column: {out.get('theory') or 'none (no probes)'}. Each "
+                 "effect is mitigated minus baseline, pooled hierarchically over traits and "
+                 "concepts (the typical trait's effect); P(direction) is the probability "
+                 "that it has the sign the theory expects; 'yes' needs "
+                 f"{out['yes_threshold']}."),
             Table("redifine", "The four predictions", rows),
             Figure("redifine", "Measured effect and the zero-shot theory's, per prediction",
                    figures.redifine(rows)),
-            Table("redifine_per_trait", "Per concept and trait (Bonferroni threshold "
-                  f"{out['per_trait_threshold']:.3f})", per, max_rows=40))
+            Table("redifine_per_trait", "Per trait (shrunk toward the typical effect; no "
+                  "multiplicity correction needed)", per, max_rows=40))
     return sec
 
 

@@ -63,9 +63,11 @@ def test_redifine_without_probes(pair):
     r = pd.read_csv(out / "tables" / "redifine.csv")
     assert list(r["prediction"]) == [3, 4]
     assert r["p_direction"].between(0, 1).all()
-    expect = ["yes" if p >= 0.9 else "no" if p <= 0.1 else "unclear" for p in r["p_direction"]]
+    expect = ["yes" if p >= 0.95 else "no" if p <= 0.05 else "unclear"
+              for p in r["p_direction"]]
     assert list(r["verdict"]) == expect
-    # the mitigated run was simulated with mutation, the baseline without
+    # the mitigated run was simulated with mutation, the baseline without: it keeps more
+    # variance 10 generations on
     v = r.set_index("prediction").loc[3]
     assert v["mitigated"] > v["baseline"] and v["measured_effect"] > 0
     per = pd.read_csv(out / "tables" / "redifine_per_trait.csv")

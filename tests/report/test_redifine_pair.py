@@ -28,18 +28,20 @@ def test_redifine_report_on_the_real_pair(shipped, tmp_path):
     r = pd.read_csv(out / "tables" / "redifine.csv")
     assert list(r["prediction"]) == [1, 2, 3, 4]
     assert r["p_direction"].between(0, 1).all()
-    expect = ["yes" if p >= 0.9 else "no" if p <= 0.1 else "unclear" for p in r["p_direction"]]
+    expect = ["yes" if p >= 0.95 else "no" if p <= 0.05 else "unclear"
+              for p in r["p_direction"]]
     assert list(r["verdict"]) == expect
+    assert (r["measured_sd"] > 0).all()
     # both runs have probes: the zero-shot theory's effects are there for 1 and 2
     assert np.isfinite(r.set_index("prediction").loc[[1, 2], "predicted_effect"]).all()
+    # per trait: the traits' shrunk effects, with the same thresholds (no Bonferroni)
     per = pd.read_csv(out / "tables" / "redifine_per_trait.csv")
-    threshold = 1 - 0.1 / per["trait"].nunique()
+    assert len(per) == 4 * 2
     for _, row in per.iterrows():
         p = row["p_direction"]
-        assert row["verdict"] == ("yes" if p >= threshold else "no" if p <= 1 - threshold
-                                  else "unclear")
+        assert row["verdict"] == ("yes" if p >= 0.95 else "no" if p <= 0.05 else "unclear")
     html = (out / "report.html").read_text()
-    assert "rho = 0.5" in html                     # the given rho, in the check and theory
+    assert "rho = 0.5 (given)" in html             # the given rho, in the check and theory
     assert "assumed h2 = 0.9, no mutation" in html  # the theory column's assumption, said
     assert set(per["trait"]) == {"pc_1", "pc_2"}   # the selection reaches the check
     assert (out / "figures" / "redifine.png").exists()
