@@ -12,7 +12,8 @@ FORECAST_RUN ?= data/runs/chain_w3
 FORECAST_OPTS ?= --from-generations 3 --q 0.3
 # the demo's reports: the first two principal-component traits (20 of chain_042's 150
 # cells) and breeder only, so they take minutes on a 2-core machine; the ReDiFine report
-# assumes rho = 0.5 and h2 = 0.9 for its theory column (README; docs/cli.md section 14)
+# measures rho from the probes and takes h2 from the zero-shot calibration (README;
+# docs/cli.md section 14)
 DEMO_REPORT ?= --traits pc_1,pc_2 --compare-models breeder
 
 .PHONY: demo test test-slow bench examples clean
@@ -22,10 +23,10 @@ DEMO_REPORT ?= --traits pc_1,pc_2 --compare-models breeder
 demo: $(DEMO_VENV)/.installed
 	$(DEMO_VENV)/bin/qtrait validate $(RUN)
 	$(DEMO_VENV)/bin/qtrait summarize $(RUN)
-	$(DEMO_VENV)/bin/qtrait theory horizon --run $(RUN) --h2 0.9
+	$(DEMO_VENV)/bin/qtrait theory horizon --run $(RUN)
 	$(DEMO_VENV)/bin/qtrait predict $(FORECAST_RUN) $(FORECAST_OPTS)
 	$(DEMO_VENV)/bin/qtrait report data/runs/chain_042 --out reports/chain_042 $(DEMO_REPORT)
-	$(DEMO_VENV)/bin/qtrait report data/runs/chain_042_redifine --baseline data/runs/chain_042 --out reports/redifine $(DEMO_REPORT) --rho 0.5
+	$(DEMO_VENV)/bin/qtrait report data/runs/chain_042_redifine --baseline data/runs/chain_042 --out reports/redifine $(DEMO_REPORT)
 
 $(DEMO_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(DEMO_VENV)

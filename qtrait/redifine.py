@@ -27,8 +27,10 @@ Student-t of T - 1 degrees of freedom when that bound is the larger.
 
 The theory column is the effect the zero-shot theory predicts, in the measurement's
 units: one generation of the exact Gaussian sampler map from the baseline's generation-0
-moments under each run's design. By default it assumes h2 = 1 and no mutation (as
-``qtrait theory horizon --run`` does) with rho measured from the mitigated run's probes
+moments under each run's design. By default it uses the zero-shot calibration of the
+run's kind (:mod:`qtrait.theory.calibration`: its selection factor and h2; h2 = 1
+uncalibrated) and no mutation, as ``qtrait theory horizon --run`` does, with rho
+measured from the mitigated run's probes
 (:func:`rho_from_probes`); ``theory="fitted"`` takes h2 and V_m from a ``tilt`` fit of the
 baseline (``exact`` for a scheduled run) and rho from the mitigated run's fit instead,
 which takes much longer.
@@ -42,6 +44,7 @@ from scipy import stats
 from .errors import QtraitError
 from .models.data import pooled_shape
 from .stats.pooling import pool_effects
+from .theory.calibration import Calibration, calibration_for
 from .theory.closed_forms import breeder_variance
 
 YES = 0.95              # P(direction) of the pooled effect needed for "yes"
@@ -97,9 +100,10 @@ def rho_from_probes(cd) -> float | None:
     return float(np.clip(np.sum(x[ok] * y[ok]) / np.sum(x[ok] ** 2), 0.0, 1.0))
 
 
-def _zero_shot(base_cd, base_fit, mit_cd, rho, assumed=None):
+def _zero_shot(base_cd, base_fit, mit_cd, rho, assumed=None, cal: Calibration | None = None):
     """Predicted per-cell quantities for each design: one generation of the exact map,
-    with h^2 and V_m the baseline fit's posterior medians, or ``assumed`` (h2, v_mut)."""
+    with h^2 and V_m the baseline fit's posterior medians, or ``assumed`` (h2, v_mut); the
+    guidance under the calibration ``cal`` (theory.calibration)."""
     from .models.data import design_schedule
     from .theory.generation import Generation0, MapParams, generation_step
 
@@ -116,6 +120,8 @@ def _zero_shot(base_cd, base_fit, mit_cd, rho, assumed=None):
     out = {}
     for label, cd, r in (("baseline", base_cd, 0.0), ("mitigated", mit_cd, rho)):
         guidance, sampler = design_schedule(cd.design())
+        if cal is not None:
+            guidance = cal.guidance(guidance)
         params = MapParams(model="exact", h2=h2, guidance=guidance, sampler=sampler, rho=r,
                            v_mut=vm, anchor=cd.design().get("anchor", "base"))
         s = generation_step(np.zeros(J), np.ones(J), (g0.m_base, g0.v_base), g0, params)
@@ -162,7 +168,8 @@ def _judge(est, se, traits, sign: int, per_gen=None, cov=None) -> dict:
                                                  pooled.group_sd, g_dir)]}
 
 
-def _theory(base_run, mit_run, base_cd, mit_cd, settings, rho, h2, theory, progress):
+def _theory(base_run, mit_run, base_cd, mit_cd, settings, rho, h2, theory, progress,
+            calibration="auto"):
     """(predicted per-cell quantities or None, rho used, rho's source, what the theory
     column assumes)."""
     from .fit import fit
@@ -180,9 +187,12 @@ def _theory(base_run, mit_run, base_cd, mit_cd, settings, rho, h2, theory, progr
             rho_used, source = 0.0, "no condition drop"
         if rho_used is None:
             return None, None, None, None
-        h2_used = 1.0 if h2 is None else h2
-        return (_zero_shot(base_cd, None, mit_cd, rho_used, assumed=(h2_used, 0.0)),
-                rho_used, source, f"assumed h2 = {h2_used:g}, no mutation")
+        cal = calibration_for((base_run.manifest.get("producer") or {}).get("name"),
+                              calibration)
+        h2_used = cal.h2 if h2 is None else h2
+        return (_zero_shot(base_cd, None, mit_cd, rho_used, assumed=(h2_used, 0.0), cal=cal),
+                rho_used, source, f"assumed h2 = {h2_used:g}, no mutation; calibration "
+                f"{cal.describe()}")
 
     def fam(cd):
         return "tilt" if (cd.design().get("cfg_schedule") or "constant") == "constant" \
@@ -201,14 +211,16 @@ def _theory(base_run, mit_run, base_cd, mit_cd, settings, rho, h2, theory, progr
 
 def redifine_check(base_run, mit_run, settings, rho: float | None = None,
                    progress: bool = False, h2: float | None = None,
-                   theory: str = "assumed") -> dict:
+                   theory: str = "assumed", calibration: str = "auto") -> dict:
     """The four ReDiFine predictions for a baseline and a mitigated run (``qtrait compare``).
 
     ``base_run`` and ``mit_run`` are open runs with the same traits and concepts;
     ``settings`` are the sampler settings of the breeder fits
     (:class:`qtrait.fit.SamplerSettings`); ``rho`` fixes the condition-drop adaptation
     (default: measured, :func:`rho_from_probes`, or fitted with ``theory="fitted"``);
-    ``h2`` the heritability the default theory column assumes (1). Returns a dict with
+    ``h2`` the heritability the default theory column assumes (default: the
+    ``calibration``'s, :func:`qtrait.theory.calibration.calibration_for`; 1
+    uncalibrated), whose selection factor it also applies. Returns a dict with
     ``baseline``, ``mitigated``, ``rho``, ``rho_source``, ``theory``, ``predictions`` (one
     row per prediction: the pooled effect and its sd, P(direction), verdict, the
     scales of the pooling, the generation bound, ``per_trait`` rows, the theory's
@@ -228,7 +240,7 @@ def redifine_check(base_run, mit_run, settings, rho: float | None = None,
     fits = {lab: fit(run, "breeder", settings, save=True, progress=progress)
             for lab, run in (("baseline", base_run), ("mitigated", mit_run))}
     predicted, rho_used, rho_source, assumed = _theory(
-        base_run, mit_run, base_cd, mit_cd, settings, rho, h2, theory, progress)
+        base_run, mit_run, base_cd, mit_cd, settings, rho, h2, theory, progress, calibration)
 
     def post(label, name):
         p = fits[label].idata.posterior[name]

@@ -40,6 +40,7 @@ MODULES = [
     "qtrait",
     "qtrait.errors",
     "qtrait.theory",
+    "qtrait.theory.calibration",
     "qtrait.theory.closed_forms",
     "qtrait.theory.generation",
     "qtrait.theory.horizon",

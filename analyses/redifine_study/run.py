@@ -79,7 +79,8 @@ def analyse_chain(path: Path, key, config: dict, cfg: dict, secs: float) -> dict
 
 def check(base: Path, mit: Path, key, cfg: dict) -> dict:
     """``qtrait compare BASE MIT`` on the axes views (defaults: rho measured from the
-    mitigated run's probes, the theory column assuming h2 = 1)."""
+    mitigated run's probes, the theory column with the miniature chain's zero-shot
+    calibration)."""
     from qtrait.fit import SamplerSettings
     from qtrait.redifine import redifine_check
     cond, w, seed = key
@@ -88,7 +89,7 @@ def check(base: Path, mit: Path, key, cfg: dict) -> dict:
     out = redifine_check(mc.axes_view(base), mc.axes_view(mit),
                          SamplerSettings(chains=f["chains"], draws=f["draws"], tune=f["tune"],
                                          seed=seed),
-                         h2=1.0)
+                         calibration="miniature")   # the axes views' producer is "import"
     rho_used = out["rho"]
     zs = mc.zero_shot(mit, 1.0, cfg["criteria"]["t_max"],
                       rho=rho_used if cfg["conditions"][cond]["p_drop"] > 0 else None)

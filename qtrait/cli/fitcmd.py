@@ -11,8 +11,8 @@ import typer
 from ..errors import QtraitError
 from ..models.data import likelihood_line, likelihood_summary
 from .common import GENERATIONS_HELP, JSON_HELP, parse_generations, print_json
-from .options import (Alpha, Concepts, D, Q, R, TMax, Traits, ints, make_criteria, names,
-                      open_selected)
+from .options import (H2, Alpha, CalibrationOpt, Concepts, D, Q, R, TMax, Traits,
+                      check_theory_options, ints, make_criteria, names, open_selected)
 
 Model = Annotated[str, typer.Option("--model", help="breeder, tilt (needs probes), exact "
                                     "(needs probes) or hier (several runs).")]
@@ -388,8 +388,8 @@ def compare_cmd(
                                         "unconditional branch (default: measured from the "
                                         "mitigated run's probes; with --theory fitted, its "
                                         "tilt/exact posterior median)."),
-    h2: Optional[float] = typer.Option(None, "--h2", help="Heritability the theory column "
-                                       "assumes (default 1, no mutation)."),
+    h2: H2 = None,
+    calibration: CalibrationOpt = "auto",
     theory: str = typer.Option("assumed", "--theory", help="Theory column: 'assumed' (h2 "
                                "from --h2, no mutation; seconds) or 'fitted' (h2 and V_m "
                                "from a tilt/exact fit of the baseline, rho from the "
@@ -406,8 +406,7 @@ def compare_cmd(
 
     if rho is not None and not 0 <= rho <= 1:
         raise QtraitError(f"--rho must be in [0, 1], got {rho}")
-    if h2 is not None and not 0 <= h2 <= 1:
-        raise QtraitError(f"--h2 must be in [0, 1], got {h2}")
+    check_theory_options(h2, calibration)
     if theory not in ("assumed", "fitted"):
         raise QtraitError(f"--theory must be 'assumed' or 'fitted', got {theory!r}")
     if theory == "fitted" and h2 is not None:
@@ -416,7 +415,8 @@ def compare_cmd(
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
     out = redifine_check(open_selected(baseline, traits, concepts),
                          open_selected(mitigated, traits, concepts), settings, rho=rho,
-                         progress=not json_out, h2=h2, theory=theory)
+                         progress=not json_out, h2=h2, theory=theory,
+                         calibration=calibration)
     if json_out:
         print_json({k: v for k, v in out.items() if k != "text"})
     else:

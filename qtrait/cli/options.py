@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import QtraitError
+from ..theory.calibration import PROFILES
 from ..theory.horizon import Criteria
 from ..theory.schedules import GuidanceSchedule, NoiseSchedule, Sampler
 
@@ -44,6 +45,14 @@ Rho = Annotated[Optional[float], typer.Option("--rho", help="Adaptation of the "
                                               "[0, 1] (measured from probes, or assumed).")]
 PDrop = Annotated[float, typer.Option("--p-drop", help="Condition-drop rate of finetuning "
                                       "(recorded; its effect is rho).")]
+H2 = Annotated[Optional[float], typer.Option("--h2", help="Heritability of finetuning the "
+                                             "zero-shot theory assumes, in [0, 1] "
+                                             "(default: the calibration's; 1 "
+                                             "uncalibrated).")]
+CalibrationOpt = Annotated[str, typer.Option(
+    "--calibration", help="Zero-shot calibration (docs/theory.md section 4.6): auto (the "
+    "one learned on the run's kind of chain: miniature for the CPU miniature chain, none "
+    "otherwise), none (the theory as derived) or miniature.")]
 
 
 Traits = Annotated[Optional[str], typer.Option(
@@ -51,6 +60,15 @@ Traits = Annotated[Optional[str], typer.Option(
     "traits x concepts: on a large run, fit the trait axes first.")]
 Concepts = Annotated[Optional[str], typer.Option(
     "--concepts", help="Comma-separated concepts to fit (default: all).")]
+
+
+def check_theory_options(h2: float | None, calibration: str) -> None:
+    """Usage errors for --h2 and --calibration."""
+    if h2 is not None and not 0 <= h2 <= 1:
+        raise QtraitError(f"--h2 must be in [0, 1], got {h2}")
+    if calibration != "auto" and calibration not in PROFILES:
+        raise QtraitError(f"--calibration must be auto or one of {sorted(PROFILES)}, "
+                          f"got {calibration!r}")
 
 
 def names(text: str | None) -> list[str] | None:

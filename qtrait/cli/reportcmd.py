@@ -12,7 +12,8 @@ import typer
 from ..errors import QtraitError
 from .fitcmd import (Chains, Draws, FromGenerations, SamplerOpt, Seed, TargetAccept, Tune,
                      settings_of)
-from .options import Concepts, D, Q, R, TMax, Traits, make_criteria, open_selected
+from .options import (H2, CalibrationOpt, Concepts, D, Q, R, TMax, Traits,
+                      check_theory_options, make_criteria, open_selected)
 
 ReportModel = Annotated[str, typer.Option("--model", help="The model of the trajectories, "
                                           "horizon forecast and prior sensitivity: breeder, "
@@ -89,11 +90,12 @@ def report_cmd(
         None, "--compare-models", help="Models compared by PSIS-LOO, comma-separated "
         "(default: breeder, plus tilt when the run has both probe sets; exact only when "
         "named: it compiles for minutes)."),
-    h2: float = typer.Option(0.9, "--h2", help="Heritability the zero-shot theory assumes "
-                             "(as qtrait theory horizon --h2)."),
+    h2: H2 = None,
+    calibration: CalibrationOpt = "auto",
     rho: Optional[float] = typer.Option(None, "--rho", help="Effect of condition drop, in "
                                         "[0, 1], for the zero-shot theory and the ReDiFine "
-                                        "check (default: measured by a tilt/exact fit)."),
+                                        "check (default: measured from the probes by the "
+                                        "ReDiFine check, else by a tilt/exact fit)."),
     q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50,
     chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
     target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
@@ -118,8 +120,7 @@ def report_cmd(
 
     crit = make_criteria(q, d, r, t_max)
     settings = settings_of(chains, draws, tune, target_accept, seed, sampler)
-    if not 0 <= h2 <= 1:
-        raise QtraitError(f"--h2 must be in [0, 1], got {h2}")
+    check_theory_options(h2, calibration)
     if rho is not None and not 0 <= rho <= 1:
         raise QtraitError(f"--rho must be in [0, 1], got {rho}")
     opened = [open_selected(p, traits, concepts) for p in runs]
@@ -132,7 +133,7 @@ def report_cmd(
     opts = ReportOptions(settings=settings, criteria=crit, model=model,
                          from_generations=from_generations,
                          compare_models=_models(compare_models), h2=h2, rho=rho,
-                         adequacy=adequacy)
+                         adequacy=adequacy, calibration=calibration)
     plans = [plan(o, opts, base) for o in opened]       # every check before any fit
     folder = prepare_out(out)
     folders = [folder] if len(opened) == 1 else [prepare_out(folder / i) for i in ids]

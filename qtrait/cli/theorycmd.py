@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -11,6 +12,7 @@ import typer
 
 from ..errors import QtraitError
 from ..rundir import open_run
+from ..theory.calibration import calibration_for
 from ..theory.closed_forms import tilt
 from ..theory.generation import Generation0, MapParams
 from ..theory.sampler import gaussian_cfg_map, sampler_variance_factor
@@ -19,7 +21,8 @@ from ..theory.zeroshot import (Prediction, rho_sweep,
                                run_trajectory_table, zero_shot)
 from .common import JSON_HELP, print_json
 from .options import (D, Q, R, BetaSchedule, CfgEnd, CfgUntil, Prediction as PredictionOpt, Rho, SamplerName, Spacing, Steps, TMax,
-                      floats, make_criteria, make_guidance, make_sampler)
+                      H2, CalibrationOpt, check_theory_options, floats, make_criteria,
+                      make_guidance, make_sampler)
 
 app = typer.Typer(help="Closed forms of the theory and zero-shot collapse predictions.",
                   no_args_is_help=True)
@@ -91,7 +94,8 @@ def horizon_cmd(
                                            "(default: var0)."),
     m_uncond: float = typer.Option(0.0, help="Unconditional mean."),
     v_uncond: float = typer.Option(1.0, help="Unconditional variance."),
-    h2: float = typer.Option(1.0, help="Assumed heritability of finetuning."),
+    h2: H2 = None,
+    calibration: CalibrationOpt = "auto",
     anchor: Optional[str] = typer.Option(None, help="base or previous (default: the run's "
                                          "design with --run, else base)."),
     mutation: float = typer.Option(0.0, "--mutation", help="Mutation variance V_m."),
@@ -162,8 +166,14 @@ def horizon_cmd(
     cfg_schedule = pick(cfg_schedule, "cfg_schedule", "constant")
     anchor = pick(anchor, "anchor", "base")
     p_drop = float(pick(p_drop, "p_drop", 0.0))
+    check_theory_options(h2, calibration)
+    producer = (opened.manifest.get("producer") or {}).get("name") if opened else None
+    cal = calibration_for(producer, calibration)
+    h2 = cal.h2 if h2 is None else h2
     params = _params(model, h2, anchor, mutation, cfg_scale, cfg_schedule, cfg_end, cfg_until,
                      rho or 0.0, sampler, steps, spacing, prediction, betas)
+    nominal = params.guidance.describe()
+    params = replace(params, guidance=cal.guidance(params.guidance))
     axes, skipped, corr = None, [], None
     if opened is not None:
         g0, concepts, traits, axes, skipped, corr = gen0_from_run(opened, params)
@@ -173,9 +183,10 @@ def horizon_cmd(
                             v_base=var0 if v_base is None else v_base,
                             m_uncond=m_uncond, v_uncond=v_uncond)
         concepts, traits = ["all"], ["trait"]
-    design = {"model": model, "guidance": params.guidance.describe(),
+    design = {"model": model, "guidance": nominal,
               "sampler": f"{sampler} {steps} steps ({spacing}, {prediction})", "h2": h2,
-              "anchor": anchor, "mutation": mutation, "p_drop": p_drop}
+              "anchor": anchor, "mutation": mutation, "p_drop": p_drop,
+              "calibration": cal.describe()}
     if p_drop > 0 and rho is None:
         sweep = rho_sweep(g0, params, crit, axes=axes, correlation=corr)
         if json_out:
@@ -201,7 +212,9 @@ def horizon_cmd(
     if axes is not None:
         typer.echo(f"run level over the {int(axes.sum())} trait axes: "
                    f"{', '.join(t for t, a in zip(traits, axes) if a)}")
-    typer.echo("zero-shot prediction: " + ", ".join(f"{k} {v}" for k, v in design.items()))
+    typer.echo("zero-shot prediction: " + ", ".join(
+        f"{k} {v}" for k, v in design.items()
+        if k != "calibration" or cal.name != "none"))   # said only when one applies
     typer.echo("horizon: " + _horizon_text(pred.run_t_star, pred.run_reason, t_max,
                                            pred.invalid_at, model))
     invalid = _invalid_cells(pred, concepts, traits)

@@ -17,6 +17,7 @@ from .. import __version__
 from ..adequacy import LFO_START, MIN_GENERATIONS, check
 from ..errors import QtraitError
 from ..rundir.manifest import utc_now
+from ..theory.calibration import calibration_for
 from ..theory.horizon import Criteria
 from . import sections as S
 from .document import Report
@@ -35,7 +36,9 @@ class ReportOptions:
     model: str = "breeder"
     from_generations: int = 3
     compare_models: tuple[str, ...] | None = None
-    h2: float = 0.9                       # the zero-shot theory's assumed heritability
+    h2: float | None = None               # the zero-shot theory's heritability (None: the
+                                          # calibration's)
+    calibration: str = "auto"             # the zero-shot calibration (theory.calibration)
     rho: float | None = None              # condition drop's effect, when known
     traits_shown: int = 4
     adequacy: bool = True                 # check that ``model`` describes the run
@@ -122,9 +125,12 @@ def _zeroshot(run, cd, opts: ReportOptions, rho: float | None):
                       f"qtrait theory horizon --run {run.root}.")
     rho = rho if p_drop > 0 else 0.0
     guidance, sampler = design_schedule(d)
+    cal = calibration_for((run.manifest.get("producer") or {}).get("name"), opts.calibration)
+    h2 = cal.h2 if opts.h2 is None else opts.h2
     try:
-        params = MapParams(model="exact", h2=opts.h2, guidance=guidance, sampler=sampler,
-                           rho=rho, v_mut=0.0, anchor=d.get("anchor") or "base")
+        params = MapParams(model="exact", h2=h2, guidance=cal.guidance(guidance),
+                           sampler=sampler, rho=rho, v_mut=0.0,
+                           anchor=d.get("anchor") or "base")
         g0, _, traits, axes, skipped, corr = gen0_from_run(run, params)
     except QtraitError as exc:
         return None, f"No zero-shot theory: {exc.message}."
@@ -137,10 +143,11 @@ def _zeroshot(run, cd, opts: ReportOptions, rho: float | None):
             and t <= opts.criteria.t_max else f"no collapse within T_max = "
             f"{opts.criteria.t_max}")
     text = (f"Zero-shot theory (dashed): the exact Gaussian sampler map run forward from "
-            f"generation 0's moments and the base model's probes, with an assumed h2 = "
-            f"{opts.h2}, rho = {rho:g}, no mutation, and the run's guidance "
-            f"({guidance.describe()}) and sampler (as qtrait theory horizon --run "
-            f"{run.root} --h2 {opts.h2}). Its run-level horizon: {when}.")
+            f"generation 0's moments and the base model's probes, with h2 = {h2:g}, "
+            f"rho = {rho:g}, no mutation, the run's guidance ({guidance.describe()}) and "
+            f"sampler, and the calibration {cal.describe()} (as qtrait theory horizon --run "
+            f"{run.root}{'' if opts.h2 is None else f' --h2 {opts.h2}'}). Its run-level "
+            f"horizon: {when}.")
     if skipped:
         text += f" No theory for {len(skipped)} trait(s) constant at generation 0."
     return S.ZeroShot(pred, traits, text), text
@@ -193,7 +200,8 @@ def build_report(run, opts: ReportOptions, store: FitStore, baseline=None,
             # the check's theory column assumes the report's h2 (--h2) and no mutation, as
             # the report's zero-shot theory does; rho is --rho or measured from the probes
             redifine_out = redifine_check(baseline, run, opts.settings, rho=opts.rho,
-                                          progress=False, h2=opts.h2)
+                                          progress=False, h2=opts.h2,
+                                          calibration=opts.calibration)
     step("zero-shot theory")
     zs, zs_text = _zeroshot(run, cd, opts, _rho_from(fits, redifine_out, opts))
     step("prior sensitivity (power-scaling) and criteria")

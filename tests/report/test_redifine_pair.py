@@ -1,22 +1,25 @@
 """`qtrait report data/runs/chain_042_redifine --baseline data/runs/chain_042` on the real
-pair, as `make demo` writes it: two traits, breeder only, rho (and h2) assumed for the
-theory column, so nothing but breeder is fitted (tilt on this real chain takes many
-minutes; docs/cli.md section 14)."""
+pair, as `make demo` writes it: two traits, breeder only, rho measured from the probes
+and h2 from the miniature calibration for the theory column, so nothing but breeder is
+fitted (tilt on this real chain takes many minutes; docs/cli.md section 14)."""
 
 from __future__ import annotations
+
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from qtrait.report.sections import SECTION_IDS
+from qtrait.theory.calibration import MINIATURE
 from tests.report.conftest import qtrait
 from tests.report.test_report import outline
 
 pytest.importorskip("nutpie")
 
 QUICK = ("--chains", "1", "--draws", "200", "--tune", "200")
-DEMO = ("--traits", "pc_1,pc_2", "--compare-models", "breeder", "--rho", "0.5")
+DEMO = ("--traits", "pc_1,pc_2", "--compare-models", "breeder")
 
 
 def test_redifine_report_on_the_real_pair(shipped, tmp_path):
@@ -41,8 +44,9 @@ def test_redifine_report_on_the_real_pair(shipped, tmp_path):
         p = row["p_direction"]
         assert row["verdict"] == ("yes" if p >= 0.95 else "no" if p <= 0.05 else "unclear")
     html = (out / "report.html").read_text()
-    assert "rho = 0.5 (given)" in html             # the given rho, in the check and theory
-    assert "assumed h2 = 0.9, no mutation" in html  # the theory column's assumption, said
+    assert re.search(r"rho = 0\.\d+ \(probes\)", html)   # measured from the probes
+    # the theory column's assumption, said: the miniature chain's calibration (its h2)
+    assert f"assumed h2 = {MINIATURE.h2:g}, no mutation; calibration miniature" in html
     assert set(per["trait"]) == {"pc_1", "pc_2"}   # the selection reaches the check
     assert (out / "figures" / "redifine.png").exists()
     # only breeder: RUN on all generations and on 0..2, the baseline once for the check
