@@ -47,7 +47,7 @@ LIKELIHOOD_VERSION = "joint-mean-var/pooled-shape/1"
 RHO2_MAX = 0.9
 
 
-def mean_var_law(n, kurt, skew, var, extra_mean=0.0, extra_rel=0.0, lib=np):
+def mean_var_law(n, kurt, skew, var, extra_mean=0.0, extra_rel=0.0, lib=None):
     """The joint sampling law of one set's (mean, variance) given latent (mean, var), in
     the parts both the likelihood and the simulator use:
 
@@ -56,8 +56,9 @@ def mean_var_law(n, kurt, skew, var, extra_mean=0.0, extra_rel=0.0, lib=np):
 
     with Cov(zbar, s2) = mu_3 / N = skew var^{3/2} / N, so the squared correlation is
     rho^2 = skew^2 / (N r) (capped at RHO2_MAX), b = rho sqrt(var / N) / (var sqrt(r)) and
-    v = (1 - rho^2) var / N + extra_mean. Returns (r, b, v); ``lib`` is numpy or
+    v = (1 - rho^2) var / N + extra_mean. Returns (r, b, v); ``lib`` is numpy (None) or
     pytensor.tensor."""
+    lib = np if lib is None else lib
     r = 2.0 / (n - 1.0) + kurt / n + extra_rel
     cap = float(np.sqrt(RHO2_MAX))
     rho = lib.clip(skew / lib.sqrt(n * r), -cap, cap)
