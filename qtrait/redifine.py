@@ -44,7 +44,7 @@ from scipy import stats
 from .errors import QtraitError
 from .models.data import pooled_shape
 from .stats.pooling import pool_effects
-from .theory.calibration import Calibration, calibration_for
+from .theory.calibration import Calibration, for_run
 from .theory.closed_forms import breeder_variance
 
 YES = 0.95              # P(direction) of the pooled effect needed for "yes"
@@ -144,10 +144,11 @@ def _generation_bound(per_gen: np.ndarray) -> tuple[float, int] | None:
     return float(np.std(e, ddof=1) / np.sqrt(len(e))), len(e)
 
 
-def _judge(est, se, traits, sign: int, per_gen=None, cov=None) -> dict:
+def _judge(est, se, traits, sign: int, per_gen=None, cov=None, judged: bool = True) -> dict:
     """Pool the per-cell effects and state P(direction) (``sign`` +1: larger expected,
     -1: smaller), with the generation-level bound where per-generation effects exist;
-    ``cov``: the cells' error covariance where their errors are correlated."""
+    ``cov``: the cells' error covariance where their errors are correlated. ``judged``
+    False: the theory expects no change, so every verdict is "n/a" (P still shown)."""
     pooled = pool_effects(est, se, traits, cov=cov)
     sd, p_pos, bound_used = pooled.sd, pooled.p_positive, False
     bound = _generation_bound(per_gen) if per_gen is not None else None
@@ -156,14 +157,17 @@ def _judge(est, se, traits, sign: int, per_gen=None, cov=None) -> dict:
         p_pos = float(stats.t.sf(0.0, bound[1] - 1, loc=pooled.mean, scale=sd))
     p_dir = p_pos if sign > 0 else 1.0 - p_pos
     g_dir = pooled.group_p_positive if sign > 0 else 1.0 - pooled.group_p_positive
+
+    def verdict(p):
+        return _verdict(float(p)) if judged else "n/a"
     return {"measured_effect": pooled.mean, "measured_sd": sd, "p_direction": p_dir,
-            "verdict": _verdict(p_dir), "tau_trait": pooled.tau_group,
+            "verdict": verdict(p_dir), "tau_trait": pooled.tau_group,
             "tau_cell": pooled.tau_cell, "trait_level": pooled.group_level,
             "generation_bound": None if bound is None else
             {"sd": bound[0], "generations": bound[1], "used": bound_used},
             "cells": pooled.n_cells,
             "per_trait": [{"trait": t, "effect": float(m), "sd": float(s_),
-                           "p_direction": float(p), "verdict": _verdict(float(p))}
+                           "p_direction": float(p), "verdict": verdict(p)}
                           for t, m, s_, p in zip(pooled.groups, pooled.group_mean,
                                                  pooled.group_sd, g_dir)]}
 
@@ -171,12 +175,9 @@ def _judge(est, se, traits, sign: int, per_gen=None, cov=None) -> dict:
 def _theory(base_run, mit_run, base_cd, mit_cd, settings, rho, h2, theory, progress,
             calibration="auto"):
     """(predicted per-cell quantities or None, rho used, rho's source, what the theory
-    column assumes)."""
+    column assumes); both runs have both probe sets."""
     from .fit import fit
 
-    probes = all(cd.has(s) for cd in (base_cd, mit_cd) for s in ("probe_w1", "probe_uncond"))
-    if not probes:
-        return None, rho, None, None
     p_drop = float(mit_cd.design().get("p_drop", 0.0))
     if theory == "assumed":
         if rho is not None:
@@ -187,9 +188,7 @@ def _theory(base_run, mit_run, base_cd, mit_cd, settings, rho, h2, theory, progr
             rho_used, source = 0.0, "no condition drop"
         if rho_used is None:
             return None, None, None, None
-        cal = calibration_for((base_run.manifest.get("producer") or {}).get("name"),
-                              calibration)
-        h2_used = cal.h2 if h2 is None else h2
+        cal, h2_used = for_run(base_run.manifest, calibration, h2)
         return (_zero_shot(base_cd, None, mit_cd, rho_used, assumed=(h2_used, 0.0), cal=cal),
                 rho_used, source, f"assumed h2 = {h2_used:g}, no mutation; calibration "
                 f"{cal.describe()}")
@@ -239,8 +238,10 @@ def redifine_check(base_run, mit_run, settings, rho: float | None = None,
     traits = np.array([t for (_, _, t) in base_cd.cells], dtype=object)
     fits = {lab: fit(run, "breeder", settings, save=True, progress=progress)
             for lab, run in (("baseline", base_run), ("mitigated", mit_run))}
-    predicted, rho_used, rho_source, assumed = _theory(
+    probes = all(cd.has(s) for cd in (base_cd, mit_cd) for s in ("probe_w1", "probe_uncond"))
+    predicted, rho_used, rho_source, assumed = (_theory(
         base_run, mit_run, base_cd, mit_cd, settings, rho, h2, theory, progress, calibration)
+        if probes else (None, rho, None, None))
 
     def post(label, name):
         p = fits[label].idata.posterior[name]
@@ -248,14 +249,14 @@ def redifine_check(base_run, mit_run, settings, rho: float | None = None,
 
     rows = []
 
-    def add(no, name, what, sign, levels, est, se, per_gen, predicted_eff, cov=None):
+    def add(no, name, what, sign, levels, est, se, per_gen, predicted_eff, cov=None,
+            judged=True):
         rows.append({"prediction": no, "quantity": name, "expected": what,
                      "baseline": levels[0], "mitigated": levels[1],
-                     **_judge(est, se, traits, sign, per_gen, cov),
+                     **_judge(est, se, traits, sign, per_gen, cov, judged),
                      "predicted_effect": predicted_eff})
 
-    if predicted is not None or all(cd.has(s) for cd in (base_cd, mit_cd)
-                                    for s in ("probe_w1", "probe_uncond")):
+    if probes:
         b, m = _probe_quantities(base_cd), _probe_quantities(mit_cd)
         T = min(b[0].shape[0], m[0].shape[0])
         # 1: the gap, smaller
@@ -266,9 +267,7 @@ def redifine_check(base_run, mit_run, settings, rho: float | None = None,
         drop = float(mit_cd.design().get("p_drop", 0.0)) > 0
         add(1, "probe gap |m_u - m_w1|", "smaller" if drop else "unchanged", -1,
             (float(np.nanmean(bc)), float(np.nanmean(mc))), mc - bc, np.sqrt(mv + bv),
-            m[0][:T] - b[0][:T], pe)
-        if not drop:        # only condition drop moves the gap (theory.md section 4.5)
-            rows[-1]["verdict"] = "n/a"
+            m[0][:T] - b[0][:T], pe, judged=drop)   # only condition drop moves the gap
         # 2: |log variance ratio|, closer to 0 (signs from each cell's average)
         bc, bv = _avg(b[2], b[3])
         mc, mv = _avg(m[2], m[3])
@@ -331,7 +330,7 @@ def redifine_check(base_run, mit_run, settings, rho: float | None = None,
         lines.append("no theory column: it needs the probe sets of both runs"
                      + (" and a measurable rho (give --rho)" if rho_used is None
                         and base_cd.has("probe_w1") else ""))
-    if rows and rows[0]["prediction"] != 1:
+    if not probes:
         lines.append("no probe sets in one of the runs: predictions 1-2 need them")
     return {"baseline": base_run.run_id, "mitigated": mit_run.run_id, "rho": rho_used,
             "rho_source": rho_source, "theory": assumed, "predictions": rows,

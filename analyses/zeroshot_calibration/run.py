@@ -70,6 +70,11 @@ def observed(run) -> np.ndarray:
     return np.nanmedian(np.where(np.isfinite(r), r, np.nan), axis=1)
 
 
+#: generation 0 per run (read and inverted through the sampler once, not per evaluation
+#: of the fit's loss)
+_GEN0: dict = {}
+
+
 def predicted(run, cal: Calibration, horizon: int = HORIZON) -> tuple[np.ndarray, float]:
     """(median over cells of the zero-shot V_t / V_0 for t = 0..GENERATIONS, the largest
     cell ratio within ``horizon`` generations) under ``cal`` (its kappa and h2), no
@@ -78,7 +83,10 @@ def predicted(run, cal: Calibration, horizon: int = HORIZON) -> tuple[np.ndarray
     params = MapParams(model="exact", h2=cal.h2, guidance=cal.guidance(guidance),
                        sampler=sampler, rho=0.0, v_mut=0.0,
                        anchor=run.design.get("anchor", "base"))
-    g0, _, _, axes, _, corr = gen0_from_run(run, params)
+    key = str(run.root)
+    if key not in _GEN0:      # depends on the run and its sampler only, not on cal
+        _GEN0[key] = gen0_from_run(run, params)
+    g0, _, _, axes, _, corr = _GEN0[key]
     pred = zero_shot(g0, params, Criteria(t_max=horizon), axes=axes, correlation=corr)
     v = np.asarray(pred.trajectory["guided_var"], float)
     r = (v / v[0]).reshape(v.shape[0], -1)

@@ -12,7 +12,7 @@ import typer
 
 from ..errors import QtraitError
 from ..rundir import open_run
-from ..theory.calibration import calibration_for
+from ..theory.calibration import for_run
 from ..theory.closed_forms import tilt
 from ..theory.generation import Generation0, MapParams
 from ..theory.sampler import gaussian_cfg_map, sampler_variance_factor
@@ -167,9 +167,7 @@ def horizon_cmd(
     anchor = pick(anchor, "anchor", "base")
     p_drop = float(pick(p_drop, "p_drop", 0.0))
     check_theory_options(h2, calibration)
-    producer = (opened.manifest.get("producer") or {}).get("name") if opened else None
-    cal = calibration_for(producer, calibration)
-    h2 = cal.h2 if h2 is None else h2
+    cal, h2 = for_run(opened.manifest if opened else None, calibration, h2)
     params = _params(model, h2, anchor, mutation, cfg_scale, cfg_schedule, cfg_end, cfg_until,
                      rho or 0.0, sampler, steps, spacing, prediction, betas)
     nominal = params.guidance.describe()

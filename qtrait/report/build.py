@@ -17,7 +17,7 @@ from .. import __version__
 from ..adequacy import LFO_START, MIN_GENERATIONS, check
 from ..errors import QtraitError
 from ..rundir.manifest import utc_now
-from ..theory.calibration import calibration_for
+from ..theory.calibration import for_run
 from ..theory.horizon import Criteria
 from . import sections as S
 from .document import Report
@@ -125,8 +125,7 @@ def _zeroshot(run, cd, opts: ReportOptions, rho: float | None):
                       f"qtrait theory horizon --run {run.root}.")
     rho = rho if p_drop > 0 else 0.0
     guidance, sampler = design_schedule(d)
-    cal = calibration_for((run.manifest.get("producer") or {}).get("name"), opts.calibration)
-    h2 = cal.h2 if opts.h2 is None else opts.h2
+    cal, h2 = for_run(run.manifest, opts.calibration, opts.h2)
     try:
         params = MapParams(model="exact", h2=h2, guidance=cal.guidance(guidance),
                            sampler=sampler, rho=rho, v_mut=0.0,

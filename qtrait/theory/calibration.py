@@ -89,3 +89,13 @@ def calibration_for(producer: str | None, choice: str = "auto") -> Calibration:
         raise ValueError(f"calibration must be auto or one of {sorted(PROFILES)}, "
                          f"got {choice!r}")
     return PROFILES[choice]
+
+
+def for_run(manifest: dict | None, choice: str = "auto",
+            h2: float | None = None) -> tuple[Calibration, float]:
+    """The calibration for a run (its manifest, None without a run: ``calibration_for`` of
+    its producer) and the heritability to use: ``h2`` when given, else the
+    calibration's."""
+    producer = ((manifest or {}).get("producer") or {}).get("name")
+    cal = calibration_for(producer, choice)
+    return cal, (cal.h2 if h2 is None else h2)
