@@ -120,10 +120,10 @@ def _zero_shot(base_cd, base_fit, mit_cd, rho, assumed=None, cal: Calibration | 
     out = {}
     for label, cd, r in (("baseline", base_cd, 0.0), ("mitigated", mit_cd, rho)):
         guidance, sampler = design_schedule(cd.design())
-        if cal is not None:
-            guidance = cal.guidance(guidance)
         params = MapParams(model="exact", h2=h2, guidance=guidance, sampler=sampler, rho=r,
                            v_mut=vm, anchor=cd.design().get("anchor", "base"))
+        if cal is not None:
+            params = cal.apply(params)
         s = generation_step(np.zeros(J), np.ones(J), (g0.m_base, g0.v_base), g0, params)
         lam = np.maximum(s.guided_var - vm, 0.0)     # the variance factor at V = 1
         out[label] = {"gap": np.abs(s.uncond_probe_mean - s.w1_mean),

@@ -38,3 +38,15 @@ def test_the_check_catches_an_invented_number():
     assert unsourced("Python 3.11.7, qtrait 0.1.0", "") == []   # versions are not numbers
     # whole numbers only: a substring of a longer number does not count as its source
     assert unsourced("text 0.5", "0.55 and 10.5 and v0.5.1") == ["0.5"]
+
+
+def test_theory_calibration_section_quotes_the_study():
+    """docs/theory.md section 4.6 copies the calibration study's numbers by hand; each of
+    them must be one analyses/zeroshot_calibration/results.md printed."""
+    page = (ROOT / "docs" / "theory.md").read_text()
+    start = page.index("### 4.6 ")
+    section = page[start:page.index("\n## ", start)]
+    section = re.sub(r"(###|section) \d+\.\d+", "", section)     # references, not numbers
+    study = (ROOT / "analyses" / "zeroshot_calibration" / "results.md").read_text()
+    missing = unsourced(section, study)
+    assert not missing, f"numbers in theory.md 4.6 that the study did not print: {missing}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -171,7 +170,7 @@ def horizon_cmd(
     params = _params(model, h2, anchor, mutation, cfg_scale, cfg_schedule, cfg_end, cfg_until,
                      rho or 0.0, sampler, steps, spacing, prediction, betas)
     nominal = params.guidance.describe()
-    params = replace(params, guidance=cal.guidance(params.guidance))
+    params = cal.apply(params)
     axes, skipped, corr = None, [], None
     if opened is not None:
         g0, concepts, traits, axes, skipped, corr = gen0_from_run(opened, params)

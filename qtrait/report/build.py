@@ -127,9 +127,9 @@ def _zeroshot(run, cd, opts: ReportOptions, rho: float | None):
     guidance, sampler = design_schedule(d)
     cal, h2 = for_run(run.manifest, opts.calibration, opts.h2)
     try:
-        params = MapParams(model="exact", h2=h2, guidance=cal.guidance(guidance),
-                           sampler=sampler, rho=rho, v_mut=0.0,
-                           anchor=d.get("anchor") or "base")
+        params = cal.apply(MapParams(model="exact", h2=h2, guidance=guidance,
+                                     sampler=sampler, rho=rho, v_mut=0.0,
+                                     anchor=d.get("anchor") or "base"))
         g0, _, traits, axes, skipped, corr = gen0_from_run(run, params)
     except QtraitError as exc:
         return None, f"No zero-shot theory: {exc.message}."

@@ -11,8 +11,11 @@ from 1 by a factor kappa,
 
 the effective selection strength the specification already names (theory.md, "In fitted
 models CFG enters through an effective selection strength"), together with the
-heritability h2 of finetuning that the zero-shot theory otherwise assumes (1). kappa = 1
-and h2 = 1 are the theory as derived. A calibration is learned on chains that are not judged with it
+heritability h2 of finetuning that the zero-shot theory otherwise assumes (1), and the
+variance retention r of finetuning (the learned conditional's variance is r times what
+inheritance gives it: a finetuned model narrower than its training set, as a refit on n
+samples keeps (n - 1)/n of the variance). kappa = 1, h2 = 1 and r = 1 are the theory as
+derived. A calibration is learned on chains that are not judged with it
 (analyses/zeroshot_calibration: the forecasting benchmark's seed-1 chains) and applies to
 the kind of chain it was learned on, recognised by the run's producer; other chains get
 the uncalibrated theory unless the user chooses a profile.
@@ -24,24 +27,28 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from .generation import MapParams
 from .schedules import GuidanceSchedule
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """A named calibration: the selection factor kappa, the heritability h2 and where
-    they come from."""
+    """A named calibration: the selection factor kappa, the heritability h2, the variance
+    retention of finetuning and where they come from."""
 
     name: str
     kappa: float
     source: str
     h2: float = 1.0
+    retention: float = 1.0
 
     def __post_init__(self):
         if not self.kappa > 0:
             raise ValueError(f"kappa must be > 0, got {self.kappa}")
         if not 0 <= self.h2 <= 1:
             raise ValueError(f"h2 must be in [0, 1], got {self.h2}")
+        if not 0 < self.retention <= 1:
+            raise ValueError(f"retention must be in (0, 1], got {self.retention}")
 
     def guidance(self, g: GuidanceSchedule) -> GuidanceSchedule:
         """The schedule with every step's w - 1 multiplied by kappa."""
@@ -57,11 +64,17 @@ class Calibration:
         return replace(g, scale=1.0 + k * (g.scale - 1.0), end=1.0 + k * (g.end - 1.0),
                        fn=fn)
 
+    def apply(self, params: MapParams) -> MapParams:
+        """``params`` with the calibrated guidance (:meth:`guidance`) and retention; h2
+        stays the caller's (:func:`for_run` resolves it)."""
+        return replace(params, guidance=self.guidance(params.guidance),
+                       retention=self.retention)
+
     def describe(self) -> str:
-        if self.kappa == 1.0 and self.h2 == 1.0:
-            return f"{self.name} (the theory as derived: w_eff = w, h2 = 1)"
-        return (f"{self.name} (w_eff - 1 = {self.kappa:.3g} (w - 1), h2 = {self.h2:g}; "
-                f"{self.source})")
+        if self.kappa == 1.0 and self.h2 == 1.0 and self.retention == 1.0:
+            return f"{self.name} (the theory as derived: w_eff = w, h2 = 1, retention 1)"
+        return (f"{self.name} (w_eff - 1 = {self.kappa:.3g} (w - 1), h2 = {self.h2:g}, "
+                f"retention {self.retention:g}; {self.source})")
 
 
 #: the theory as derived
@@ -70,8 +83,8 @@ NONE = Calibration("none", 1.0, "no calibration")
 #: the CPU miniature chain (chain_runner's toy backend); fitted by
 #: analyses/zeroshot_calibration/run.py on the forecasting benchmark's 16 seed-1 chains,
 #: never on the shipped runs it is judged on (analyses/zeroshot_calibration/results.md)
-MINIATURE = Calibration("miniature", 0.061, "fitted on the benchmark's seed-1 miniature "
-                        "chains, analyses/zeroshot_calibration", h2=0.75)
+MINIATURE = Calibration("miniature", 0.017, "fitted on the benchmark's seed-1 miniature "
+                        "chains, analyses/zeroshot_calibration", h2=0.83, retention=0.83)
 
 PROFILES = {c.name: c for c in (NONE, MINIATURE)}
 

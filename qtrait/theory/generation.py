@@ -74,6 +74,9 @@ class MapParams:
     center: np.ndarray | float | None = None
     #: selection gain kappa (w_eff - 1 = kappa (w - 1)); the fitted models' parameter
     gain: np.ndarray | float = 1.0
+    #: variance retention r of finetuning: the learned conditional's variance is r times
+    #: the inheritance's (1 = finetuning reproduces its data's spread; docs/theory.md 4.6)
+    retention: np.ndarray | float = 1.0
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -89,6 +92,8 @@ class MapParams:
             raise ValueError("h2 must be in [0, 1]")
         if np.any(np.asarray(self.v_mut) < 0):
             raise ValueError("the mutation variance must be >= 0")
+        if np.any(np.asarray(self.retention) <= 0) or np.any(np.asarray(self.retention) > 1):
+            raise ValueError(f"retention must be in (0, 1], got {self.retention}")
 
 
 @dataclass
@@ -171,6 +176,7 @@ def generation_step(obs_mean, obs_var, previous_learned: tuple, g0: Generation0,
     if params.mixture:
         h2 = np.asarray(params.h2)
         u = u + h2 * (1.0 - h2) * (obs_mean - m_a) ** 2
+    u = u * np.asarray(params.retention)
     if learn_noise is not None:
         m = m + learn_noise[0]
         u = u * np.exp(learn_noise[1])
