@@ -139,6 +139,7 @@ def axes_view(run_path: Path):
     table.to_csv(csv, index=False)
     meta = {k: v for k, v in run.design.items() if v is not None}
     meta["run_id"] = run.run_id
+    meta["source_producer"] = run.manifest["producer"]["name"]
     try:
         return import_table(csv, out, meta)
     finally:

@@ -19,7 +19,8 @@ curve refitted), so each baseline is a predictive distribution, scored as the mo
   model collapse in recursive training"): from generation K-1 on, variance shrinks by
   (n-1)/n a generation with n images per concept, and the mean random-walks by V_t/n;
 * ``zeroshot``: the zero-shot theory's latent R_t and D2_t (the exact sampler map from
-  generation 0 and the design; :mod:`qtrait.theory.zeroshot`), independent of K.
+  generation 0 and the design, with the run's zero-shot calibration;
+  :mod:`qtrait.theory.zeroshot`, :mod:`qtrait.theory.calibration`), independent of K.
 """
 
 from __future__ import annotations
@@ -192,13 +193,17 @@ def observe(paths: dict, obs: CollapseStatistics, noise, n, rng) -> dict:
     return {"R": R_obs, "se_log_r": se, "X": X, "N": np.full(R.shape, N), "D2": X / N}
 
 
-def zeroshot_trajectory(run, traits: list[str], t_end: int, h2: float = 1.0):
-    """Latent R_t and D2_t of the zero-shot theory (exact sampler map, ``h2``, rho = 0,
-    the run's design) on ``traits``; None when the run lacks its probes or plans
-    condition drop (rho unknown)."""
+def zeroshot_trajectory(run, traits: list[str], t_end: int, h2: float | None = None,
+                        calibration: str = "auto"):
+    """Latent R_t and D2_t of the zero-shot theory (exact sampler map, rho = 0, the run's
+    design) on ``traits``, under the run's zero-shot calibration (``calibration``, as
+    ``qtrait theory horizon --run``: :func:`qtrait.theory.calibration.for_run`; ``h2``
+    overrides the calibration's); None when the run lacks its probes or plans condition
+    drop (rho unknown)."""
     from .errors import QtraitError
     from .models.data import design_schedule
     from .stats.generation0 import gen0_from_run
+    from .theory.calibration import for_run
     from .theory.generation import MapParams
     from .theory.zeroshot import pooled_trajectory, predict
 
@@ -206,9 +211,11 @@ def zeroshot_trajectory(run, traits: list[str], t_end: int, h2: float = 1.0):
     if float(d.get("p_drop") or 0.0) > 0:
         return None
     guidance, sampler = design_schedule(d)
+    cal, h2 = for_run(run.manifest, calibration, h2)
     try:
-        params = MapParams(model="exact", h2=h2, guidance=guidance, sampler=sampler, rho=0.0,
-                           v_mut=0.0, anchor=d.get("anchor") or "base")
+        params = cal.apply(MapParams(model="exact", h2=h2, guidance=guidance,
+                                     sampler=sampler, rho=0.0, v_mut=0.0,
+                                     anchor=d.get("anchor") or "base"))
         g0, _, all_traits, _, _, corr = gen0_from_run(run, params)
     except (QtraitError, ValueError):
         return None

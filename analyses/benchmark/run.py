@@ -7,6 +7,7 @@ Steps, each resumable (records in ``*.jsonl`` beside this file):
     python analyses/benchmark/run.py statespace  # the state-space baseline, seed-1 chains
     python analyses/benchmark/run.py backtest --seeds 2,3 --k 2,3,4,5
     python analyses/benchmark/run.py k1 --seeds 2,3  # K = 1: baselines from generation 0
+    python analyses/benchmark/run.py zeroshot    # rescore the zero-shot baseline in place
     python analyses/benchmark/run.py priors      # the forecast with prior scales x0.5, x2
     python analyses/benchmark/run.py adequacy --seeds 2,3   # does the model describe them
     python analyses/benchmark/run.py report      # results.md, figures, docs tables
@@ -20,6 +21,9 @@ Steps, each resumable (records in ``*.jsonl`` beside this file):
   chains' whole trajectories (written to qtrait/data/statespace_params.json);
 * ``backtest``: per chain and K, the default model's forecast and every baseline's,
   scored against the chain's later generations (:func:`qtrait.scoring.backtest`);
+* ``zeroshot``: the zero-shot baseline of every backtest record scored again with the
+  package's current zero-shot theory and calibration (no model is refitted: the
+  baseline does not depend on the fit), after a change of the calibration;
 * ``report``: the tables of results.md (scores over seeds 2 and 3 by K and method, all and
   non-trivial chains, converged and all fits, paired differences bootstrapped by design).
 """
@@ -193,6 +197,37 @@ def baselines_only(seeds: list[int], k: int = 1) -> None:
                            "observed_horizon": seen, "observed_reason": reason,
                            "scores": [], "baselines": base})
         print(f"{name} K={k}: baselines only", flush=True)
+
+
+def rescore_zeroshot() -> None:
+    """Score the zero-shot baseline of every record of backtest.jsonl again (the theory
+    and the run's calibration as the package has them now; the other baselines and the
+    model's scores are kept) and rewrite the file in one step."""
+    from qtrait.forecast import observed_collapse
+    from qtrait.scoring import baseline_scores
+    from qtrait.theory.calibration import for_run
+
+    crit = criteria()
+    recs = _records(BACKTEST)
+    runs: dict = {}
+    t0 = time.perf_counter()
+    for i, r in enumerate(recs):
+        name = r["chain"]
+        if name not in runs:
+            run = pack.open_chain(name, OPENED / name)
+            run = run.select(traits=run.axes)
+            runs = {name: (run, observed_collapse(run, list(run.axes))["run"])}
+        run, full = runs[name]
+        obs_k = observed_collapse(run, list(run.axes), upto=r["K"])["run"]
+        zs = baseline_scores(obs_k, full, run, crit, np.random.default_rng(7919 + r["K"]),
+                             ("zeroshot",))["zeroshot"]
+        zs["calibration"] = for_run(run.manifest)[0].name
+        r["baselines"]["zeroshot"] = zs
+        if i % 20 == 0:
+            print(f"{i}/{len(recs)} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    tmp = BACKTEST.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in recs))
+    tmp.replace(BACKTEST)
 
 
 def backtest(seeds: list[int], ks: list[int], jobs: int = 2) -> None:
@@ -775,7 +810,7 @@ def k_figure(path: Path, seeds=(2, 3)) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("step", choices=("pilot", "nochange", "statespace", "backtest", "k1",
-                                     "priors", "adequacy", "report"))
+                                     "zeroshot", "priors", "adequacy", "report"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "benchmark"))
     ap.add_argument("--seeds", default="2,3")
     ap.add_argument("--k", default="2,3,5")
@@ -792,6 +827,8 @@ def main(argv=None) -> None:
                  a.jobs)
     elif a.step == "k1":
         baselines_only([int(s) for s in a.seeds.split(",")])
+    elif a.step == "zeroshot":
+        rescore_zeroshot()
     elif a.step == "priors":
         prior_sensitivity()
     elif a.step == "adequacy":

@@ -79,17 +79,18 @@ def analyse_chain(path: Path, key, config: dict, cfg: dict, secs: float) -> dict
 
 def check(base: Path, mit: Path, key, cfg: dict) -> dict:
     """``qtrait compare BASE MIT`` on the axes views (defaults: rho measured from the
-    mitigated run's probes, the theory column with the miniature chain's zero-shot
-    calibration)."""
+    mitigated run's probes, the theory column with the run's zero-shot calibration: the
+    miniature chain's)."""
     from qtrait.fit import SamplerSettings
     from qtrait.redifine import redifine_check
     cond, w, seed = key
     t0 = time.perf_counter()
     f = cfg["compare_fit"]
+    # the axes views record the chain's producer as their source, so the default
+    # calibration ("auto") is the miniature chain's
     out = redifine_check(mc.axes_view(base), mc.axes_view(mit),
                          SamplerSettings(chains=f["chains"], draws=f["draws"], tune=f["tune"],
-                                         seed=seed),
-                         calibration="miniature")   # the axes views' producer is "import"
+                                         seed=seed))
     rho_used = out["rho"]
     zs = mc.zero_shot(mit, 1.0, cfg["criteria"]["t_max"],
                       rho=rho_used if cfg["conditions"][cond]["p_drop"] > 0 else None)

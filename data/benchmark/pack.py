@@ -108,7 +108,8 @@ def open_chain(name: str, out: Path):
     design = {k: v for k, v in meta["design"].items() if v is not None}
     design["name"] = name
     try:
-        return import_table(tmp, out, {**design, "run_id": name, "axes": meta["axes"]})
+        return import_table(tmp, out, {**design, "run_id": name, "axes": meta["axes"],
+                                       "source_producer": meta["producer"]})
     finally:
         tmp.unlink(missing_ok=True)
 

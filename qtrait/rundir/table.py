@@ -34,7 +34,7 @@ from .writer import RunWriter
 
 _PARQUET_MAGIC = b"PAR1"
 #: Keys a --meta file may hold besides the design fields.
-META_KEYS = ("run_id", "axes", "extra")
+META_KEYS = ("run_id", "axes", "extra", "source_producer")
 
 
 def _is_parquet(path: Path, head: bytes) -> bool:
@@ -202,6 +202,12 @@ def import_table(table: str | Path, out: str | Path, meta: dict[str, Any]) -> Ru
         other.get("run_id") or design["name"], design, traits, producer_name="qtrait import",
         axes=axes, basis={"kind": "imported", "file": None, "source": Path(table).name},
         extra=other.get("extra"))
+    source = other.get("source_producer")
+    if source is not None:
+        if not isinstance(source, str) or not source.strip():
+            raise QtraitError(f"meta field 'source_producer' must be a program's name, "
+                              f"got {source!r}")
+        manifest["producer"]["source"] = source
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.importing-{os.getpid()}"

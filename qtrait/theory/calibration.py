@@ -107,8 +107,10 @@ def calibration_for(producer: str | None, choice: str = "auto") -> Calibration:
 def for_run(manifest: dict | None, choice: str = "auto",
             h2: float | None = None) -> tuple[Calibration, float]:
     """The calibration for a run (its manifest, None without a run: ``calibration_for`` of
-    its producer) and the heritability to use: ``h2`` when given, else the
+    its producer, or of the program that made an imported table, ``producer.source``) and
+    the heritability to use: ``h2`` when given, else the
     calibration's."""
-    producer = ((manifest or {}).get("producer") or {}).get("name")
+    prod = (manifest or {}).get("producer") or {}
+    producer = prod.get("source") or prod.get("name")   # an imported table: its source
     cal = calibration_for(producer, choice)
     return cal, (cal.h2 if h2 is None else h2)

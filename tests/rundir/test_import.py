@@ -221,3 +221,24 @@ def test_probe_sizes_are_the_largest_probe_sets(cli, tmp_path, meta):
     assert cli("import", path, "--out", tmp_path / "run", "--meta", meta).code == 0
     assert open_run(tmp_path / "run").design["probe_sizes"] == {"probe_w1": 20,
                                                                  "probe_uncond": 20}
+
+
+def test_source_producer_is_recorded_and_picks_the_calibration(cli, tmp_path, table, meta):
+    """An imported table of a miniature chain keeps its maker as ``producer.source``, and
+    the zero-shot calibration follows it; without it the run gets none."""
+    from qtrait.theory.calibration import MINIATURE, NONE, for_run
+    path, _ = table
+    with_source = tmp_path / "meta_src.toml"
+    with_source.write_text(META_TOML + 'source_producer = "chain_runner (toy)"\n')
+    res = cli("import", path, "--out", tmp_path / "a", "--meta", with_source)
+    assert res.code == 0, res.err
+    a = open_run(tmp_path / "a").manifest["producer"]
+    assert a["name"] == "qtrait import" and a["source"] == "chain_runner (toy)"
+    assert for_run({"producer": a})[0] is MINIATURE
+    res = cli("import", path, "--out", tmp_path / "b", "--meta", meta)
+    b = open_run(tmp_path / "b").manifest["producer"]
+    assert "source" not in b and for_run({"producer": b})[0] is NONE
+    bad = tmp_path / "meta_bad.toml"
+    bad.write_text(META_TOML + "source_producer = 3\n")
+    res = cli("import", path, "--out", tmp_path / "c", "--meta", bad)
+    assert res.code == 2 and "source_producer" in res.err
