@@ -13,6 +13,7 @@ result as an uninterrupted run (per-generation seeds, fixed threads, determinist
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,9 @@ BACKEND_STATE = "backend_{}"
 REFERENCE_FEATURES = "reference_features.npz"
 #: Per-generation metrics (artifact of each generation, for backends that have them).
 METRICS_ARTIFACT = "metrics.json"
+#: per-generation finetuning record of a backend that keeps one (losses, learning rates,
+#: steps, seconds; docs/run-directory.md)
+TRAINING_ARTIFACT = "training.json"
 
 
 def _guidance(config: ChainConfig) -> np.ndarray:
@@ -289,6 +293,9 @@ def _generation(gw, backend, config, g, prev_images, labels, previous, guidance,
                 names, n_probe) -> None:
     root = gw.run.root
     net = backend.finetune(prev_images, labels, generation_seed(config.seed, g, 0), previous)
+    training = getattr(backend, "last_training", None)
+    if training is not None:     # the backend records its finetuning (SD: losses, lr, time)
+        gw.write_artifact(TRAINING_ARTIFACT, json.dumps(training).encode())
     images = backend.sample(net, labels, guidance, generation_seed(config.seed, g, 1))
     feats = backend.features(images, labels)
     gw.write_set("guided", _table(feats, _concepts(backend, labels), basis, names))

@@ -35,11 +35,25 @@ class SamplerConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
+    """Finetuning of each generation. These defaults are the CPU miniature's; a Stable
+    Diffusion config gets :data:`SD_FINETUNE_DEFAULTS` for the keys it leaves out."""
+
     lora_rank: int = 8
     lora_alpha: float = 16.0
     steps: int = 400
     batch_size: int = 128
     learning_rate: float = 1e-3
+
+
+#: Finetuning defaults of the Stable Diffusion backend, for the keys a config leaves out:
+#: those of diffusers' text-to-image LoRA example (examples/text_to_image/
+#: train_text_to_image_lora.py: --rank 4 with lora_alpha = rank, --train_batch_size 16,
+#: --learning_rate 1e-4; with --num_train_epochs 100 and --lr_warmup_steps 500, which are
+#: sd.epochs and sd.lr_warmup_steps here). ``finetune.steps`` applies when sd.epochs = 0;
+#: a config that gives finetune.steps and no sd.epochs trains that many steps.
+SD_FINETUNE_DEFAULTS = {"lora_rank": 4, "lora_alpha": 4.0, "batch_size": 16,
+                        "learning_rate": 1e-4}
+SD_EPOCHS_DEFAULT = 100
 
 
 @dataclass(frozen=True)
@@ -74,8 +88,9 @@ class SDConfig:
     gradient_checkpointing: bool = False
     target_modules: str = "to_q,to_k,to_v,to_out.0"  # LoRA targets in the UNet (comma list)
     lr_scheduler: str = "constant"  # any diffusers.optimization.get_scheduler name
-    lr_warmup_steps: int = 0
-    epochs: int = 0                 # > 0: train this many epochs instead of finetune.steps
+    lr_warmup_steps: int = 500      # diffusers' LoRA example's default
+    epochs: int = 0                 # > 0: epochs instead of finetune.steps (config files: 100
+                                    # unless finetune.steps is given, see SD_FINETUNE_DEFAULTS)
     gradient_accumulation: int = 1
     max_grad_norm: float = 1.0      # gradient clipping (0 = none)
     sample_batch_size: int = 8      # images per sampling batch
@@ -211,6 +226,7 @@ def config_from_dict(raw: dict[str, Any]) -> ChainConfig:
     if unknown:
         raise QtraitError(f"unknown chain config key(s) {unknown}",
                           hint=f"known keys: {', '.join(sorted(top))}")
+    raw = with_backend_defaults(raw)
     kwargs: dict[str, Any] = {}
     for key, value in raw.items():
         if key in _SECTIONS:
@@ -230,6 +246,22 @@ def config_from_dict(raw: dict[str, Any]) -> ChainConfig:
     cfg = ChainConfig(**kwargs)
     cfg.check()
     return cfg
+
+
+def with_backend_defaults(raw: dict[str, Any]) -> dict[str, Any]:
+    """``raw`` with the Stable Diffusion finetuning defaults filled in where an SD config
+    leaves them out (:data:`SD_FINETUNE_DEFAULTS`); other configs unchanged."""
+    if raw.get("backend") != "sd":
+        return raw
+    ft = raw.get("finetune", {})
+    sd = raw.get("sd", {})
+    if not isinstance(ft, dict) or not isinstance(sd, dict):
+        return raw           # config_from_dict says what is wrong
+    out = dict(raw)
+    out["finetune"] = {**SD_FINETUNE_DEFAULTS, **ft}
+    if "epochs" not in sd:
+        out["sd"] = {**sd, "epochs": 0 if "steps" in ft else SD_EPOCHS_DEFAULT}
+    return out
 
 
 def _check_types(cls, values: dict[str, Any], where: str) -> None:

@@ -108,11 +108,16 @@ class OpenClipExtractor:
         try:
             model, _, preprocess = open_clip.create_model_and_transforms(
                 model_name, pretrained=pretrained, device=device)
-        except RuntimeError as exc:  # unknown model or tag, no network for a hub download
+        except (RuntimeError, OSError, ValueError) as exc:
+            # an unknown model or tag, or weights that are neither cached nor downloadable
+            # (no network, a blocked hub: open_clip wraps those in RuntimeError; a hub or
+            # file error is an OSError)
             raise QtraitError(f"cannot load open_clip {model_name} ({pretrained}): "
                               f"{str(exc).splitlines()[0]}",
-                              hint="give a local checkpoint file in features.clip_pretrained"
-                              ) from None
+                              hint="the CLIP weights must be on this machine: give a local "
+                              "checkpoint file in features.clip_pretrained, or put the "
+                              "weights in the Hugging Face cache on a machine with access "
+                              "(docs/gpu.md)") from None
         self.model = model.eval()
         self.preprocess = preprocess
         self.tokenizer = open_clip.get_tokenizer(model_name)

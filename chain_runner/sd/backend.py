@@ -12,6 +12,7 @@ import io
 import json
 import math
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -286,7 +287,8 @@ class SDBackend:
                                   enabled=s.mixed_precision != "no")
         order, pos = torch.randperm(n, generator=gen), 0
         self.unet.train()
-        losses = []
+        losses, lrs = [], []
+        t0 = time.perf_counter()
         try:
             with tqdm(total=steps, desc="  finetuning (LoRA)", leave=False,
                       disable=not self.progress) as bar:
@@ -317,6 +319,7 @@ class SDBackend:
                         total += loss.item() / s.gradient_accumulation
                     if s.max_grad_norm > 0:
                         torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
+                    lrs.append(float(lr_sched.get_last_lr()[0]))
                     opt.step()
                     lr_sched.step()
                     opt.zero_grad(set_to_none=True)
@@ -326,7 +329,15 @@ class SDBackend:
             self.unet.eval()
             if s.gradient_checkpointing:
                 self.unet.disable_gradient_checkpointing()
-        self.last_losses = losses
+        #: what the chain records of this generation's finetuning (artifacts/training.json)
+        self.last_training = {
+            "steps": steps, "batch_size": batch,
+            "gradient_accumulation": s.gradient_accumulation,
+            "images": n, "lr_scheduler": s.lr_scheduler, "lr_warmup_steps": s.lr_warmup_steps,
+            "lora_rank": f.lora_rank, "lora_alpha": f.lora_alpha,
+            "mixed_precision": s.mixed_precision,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "loss": losses, "learning_rate": lrs}
         state = {k: v.detach().to("cpu", torch.float32).clone()
                  for k, v in get_peft_model_state_dict(self.unet).items()}
         self._active = id(state)

@@ -232,6 +232,9 @@ def build_report(run, opts: ReportOptions, store: FitStore, baseline=None,
     ]
     if redifine_out is not None:
         sections.append(S.redifine_section(redifine_out))
+    training = S.training_section(run)
+    if training is not None:
+        sections.append(training)
     sections.append(S.images_section(run))
     st = opts.settings
     meta = [f"run {run.run_id} ({run.root}); made {utc_now()[:19]}Z with qtrait {__version__}",

@@ -191,3 +191,22 @@ def redifine(rows: pd.DataFrame) -> bytes:
     ax.set_ylabel("effect")
     ax.legend(fontsize=7, loc="lower left")
     return png(fig)
+
+
+def training_losses(curves: dict[int, list[float]]) -> bytes:
+    """The finetuning loss per optimizer step, one line per generation (the chain's
+    artifacts/training.json records)."""
+    fig = _figure(7, 3.2)
+    ax = fig.subplots()
+    cmap = __import__("matplotlib").colormaps["viridis"]
+    gens = sorted(curves)
+    for i, g in enumerate(gens):
+        y = np.asarray(curves[g], dtype=float)
+        ax.plot(np.arange(1, len(y) + 1), y, color=cmap(i / max(len(gens) - 1, 1)),
+                linewidth=1, label=f"generation {g}")
+    ax.set_xlabel("optimizer step", fontsize=8)
+    ax.set_ylabel("finetuning loss (MSE)", fontsize=8)
+    ax.tick_params(labelsize=8)
+    if len(gens) <= 10:
+        ax.legend(fontsize=7)
+    return png(fig)

@@ -561,6 +561,62 @@ def redifine_section(out: dict) -> Section:
     return sec
 
 
+# --- finetuning -----------------------------------------------------------------------------
+
+#: the chain's per-generation finetuning record (chain_runner: the SD backend writes it)
+TRAINING_FILE = "training.json"
+
+
+def find_training(run) -> dict[int, dict]:
+    """Each generation's finetuning record, artifacts/training.json, where there is one
+    (a record that does not parse is left out and named by :func:`training_section`)."""
+    out = {}
+    for g in run.generations:
+        path = layout.artifacts_dir(run.root, g) / TRAINING_FILE
+        if path.is_file():
+            try:
+                out[g] = json.loads(path.read_text())
+            except (ValueError, UnicodeDecodeError):
+                out[g] = None
+    return out
+
+
+def training_section(run) -> Section | None:
+    """The ``finetuning`` section: per generation the finetune's steps, last losses,
+    learning rate and time, with the loss curves; None for a run without records (the
+    miniature chain and imported runs keep none)."""
+    found = find_training(run)
+    if not found:
+        return None
+    sec = Section("finetuning", "Finetuning per generation")
+    sec.add(Text("From each generation's artifacts/training.json, written by the chain "
+                 "runner: the LoRA finetune on the previous generation's guided set. "
+                 "'final loss': the mean over the last 10% of the optimizer steps."))
+    rows, curves, bad = [], {}, []
+    for g, rec in found.items():
+        loss = np.asarray((rec or {}).get("loss") or [], dtype=float)
+        if rec is None or loss.size == 0:
+            bad.append(g)
+            continue
+        tail = loss[-max(1, loss.size // 10):]
+        lr = rec.get("learning_rate") or [np.nan]
+        rows.append({"generation": g, "steps": rec.get("steps"), "batch": rec.get(
+            "batch_size"), "first loss": float(loss[0]), "final loss": float(tail.mean()),
+            "peak learning rate": float(np.nanmax(lr)), "LoRA rank": rec.get("lora_rank"),
+            "LoRA alpha": rec.get("lora_alpha"), "precision": rec.get("mixed_precision"),
+            "seconds": rec.get("seconds")})
+        curves[g] = loss.tolist()
+    if rows:
+        sec.add(Table("finetuning", "Finetuning per generation", pd.DataFrame(rows)))
+        sec.add(Figure("finetuning-losses", "Finetuning loss per optimizer step",
+                       figures.training_losses(curves),
+                       alt="finetuning loss per optimizer step, one line per generation"))
+    if bad:
+        sec.add(Text(f"Unreadable or empty training records (generations "
+                     f"{', '.join(map(str, bad))}): left out.", "note"))
+    return sec
+
+
 # --- images ---------------------------------------------------------------------------------
 
 def find_images(run) -> dict[int, list]:

@@ -71,11 +71,13 @@ def sd_raw_config(assets, **over) -> dict:
            "design": {"cfg_scale": 4.0, "cfg_schedule": "linear", "cfg_end": 1.0,
                       "p_drop": 0.2, "probe_fraction": 0.67},
            "sampler": {"scheduler": "ddim", "steps": 4},
-           "finetune": {"lora_rank": 4, "lora_alpha": 4.0, "steps": 3, "batch_size": 4,
+           # alpha != rank: the LoRA scale alpha/rank = 2 must survive saving and reloading
+           "finetune": {"lora_rank": 4, "lora_alpha": 8.0, "steps": 3, "batch_size": 4,
                         "learning_rate": 1e-3},
            "traits": {"pca_axes": 3},
            "sd": {"model": str(assets["pipeline"]), "data": str(assets["data"]),
-                  "resolution": 32, "device": "cpu", "sample_batch_size": 8},
+                  "resolution": 32, "device": "cpu", "sample_batch_size": 8,
+                  "lr_warmup_steps": 0},
            "features": {"extractor": "open_clip", "clip_config": str(assets["clip_config"]),
                         "clip_pretrained": str(assets["clip_ckpt"]), "device": "cpu"}}
     for key, value in over.items():

@@ -151,3 +151,26 @@ def test_inception_fid_from_a_local_weights_file(tmp_path):
     assert f.shape == (4, 2048) and np.isfinite(f).all()
     m = metrics.generation_metrics(f, f[::-1], k=2, reference_inception=f, inception=f[:2])
     assert m["inception_fid"] == pytest.approx(metrics.frechet_distance(f, f[:2]))
+
+
+def test_missing_clip_weights_are_a_clear_error(tmp_path):
+    """Named open_clip weights that are neither cached nor downloadable (the hub offline)
+    give one clear line with what to do, not a traceback."""
+    import subprocess
+    import sys
+
+    code = ("from chain_runner.config import FeaturesConfig\n"
+            "from chain_runner.features import OpenClipExtractor\n"
+            "from qtrait.errors import QtraitError\n"
+            "import torch\n"
+            "try:\n"
+            "    OpenClipExtractor(FeaturesConfig(clip_model='RN50', "
+            "clip_pretrained='openai'), torch.device('cpu'))\n"
+            "except QtraitError as e:\n"
+            "    print('QtraitError:', e.message, '|', e.hint)\n")
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1",
+           "HF_HOME": str(tmp_path / "hf"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert "QtraitError: cannot load open_clip RN50 (openai)" in res.stdout, res.stderr[-2000:]
+    assert "features.clip_pretrained" in res.stdout and "Traceback" not in res.stderr

@@ -53,6 +53,16 @@ def test_three_generation_chain_with_probes_drop_and_decaying_schedule(sd_run, c
     assert m2["frechet_distance"] > 1e-4
     assert m2["clip_score_variant"].startswith("100*max(cos(image, text), 0), open_clip tiny")
     assert set(m2) >= {"precision", "recall", "density", "coverage", "vendi", "clip_score"}
+    # each finetuned generation records its training: 3 steps, finite losses, the learning
+    # rate of each step, the LoRA's rank and alpha, and its time
+    assert not (arts / "gen_0000" / "artifacts" / "training.json").exists()
+    for g in (1, 2):
+        tr = json.loads((arts / f"gen_{g:04d}" / "artifacts" / "training.json").read_text())
+        assert tr["steps"] == len(tr["loss"]) == len(tr["learning_rate"]) == 3
+        assert all(np.isfinite(tr["loss"])) and min(tr["loss"]) > 0
+        assert tr["learning_rate"] == [1e-3] * 3            # constant, no warmup (conftest)
+        assert (tr["lora_rank"], tr["lora_alpha"], tr["images"]) == (4, 8.0, 12)
+        assert tr["seconds"] > 0
 
 
 def test_lora_reloads_through_load_lora_weights(sd_run, sd_assets):
