@@ -84,7 +84,9 @@ class SDConfig:
     captions: str = ""              # captions file of a plain folder (default: found)
     resolution: int = 512           # training and sampling resolution (square, px)
     device: str = "auto"            # auto (cuda if available) | cuda | cuda:N | cpu
-    mixed_precision: str = "no"     # no | fp16 | bf16 (autocast on CUDA; frozen parts in it)
+    mixed_precision: str = "auto"   # auto (bf16 on CUDA where supported, else fp32) | no |
+                                    # bf16 | fp16 (with a gradient scaler); autocast, and
+                                    # the frozen UNet and text encoder in it (VAE: fp32)
     gradient_checkpointing: bool = False
     target_modules: str = "to_q,to_k,to_v,to_out.0"  # LoRA targets in the UNet (comma list)
     lr_scheduler: str = "constant"  # any diffusers.optimization.get_scheduler name
@@ -95,6 +97,7 @@ class SDConfig:
     max_grad_norm: float = 1.0      # gradient clipping (0 = none)
     sample_batch_size: int = 8      # images per sampling batch
     negative_prompt: str = ""       # the unconditional prompt of CFG (and the dropped caption)
+    deterministic: bool = False     # torch's deterministic algorithms on the GPU (docs/gpu.md)
 
 
 @dataclass(frozen=True)
@@ -183,8 +186,8 @@ class ChainConfig:
             problems.append("sd.data is required (the finetuning image folder)")
         if s.resolution < 8 or s.resolution % 8:
             problems.append(f"sd.resolution must be a positive multiple of 8, got {s.resolution}")
-        if s.mixed_precision not in ("no", "fp16", "bf16"):
-            problems.append(f"sd.mixed_precision must be no, fp16 or bf16, got "
+        if s.mixed_precision not in ("auto", "no", "fp16", "bf16"):
+            problems.append(f"sd.mixed_precision must be auto, no, fp16 or bf16, got "
                             f"{s.mixed_precision!r}")
         if not (s.device in ("auto", "cpu", "cuda") or s.device.startswith("cuda:")):
             problems.append(f"sd.device must be auto, cpu, cuda or cuda:N, got {s.device!r}")

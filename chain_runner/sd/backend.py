@@ -43,6 +43,39 @@ def per_image_generators(seed: int, n: int) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(int(s.generate_state(1)[0])) for s in states]
 
 
+def resolve_precision(choice: str, device: torch.device) -> str:
+    """The precision of the frozen UNet and text encoder and of autocast: ``auto`` is bf16
+    on a CUDA device that supports it, else fp32 ("no"); fp16 and bf16 need CUDA."""
+    cuda = device.type == "cuda"
+    if choice == "auto":
+        return "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
+    if choice != "no" and not cuda:
+        raise QtraitError(f"sd.mixed_precision = {choice!r} needs a CUDA device",
+                          hint="use \"auto\" or \"no\" on CPU")
+    return choice
+
+
+def set_deterministic() -> None:
+    """The torch settings that make a GPU run repeatable on the same machine and versions
+    (sd.deterministic; docs/gpu.md): deterministic algorithms (an op without one
+    raises), no cuDNN autotuning, and cuBLAS's fixed workspace."""
+    import os
+
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def check_finite(x: torch.Tensor, what: str) -> None:
+    """FloatingPointError (a numerical failure of the generation, chain.py) when ``x`` holds
+    NaN or inf."""
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        raise FloatingPointError(f"non-finite {what}: {int(bad.sum())} of {x.numel()} "
+                                 "values are NaN or inf")
+
+
 class SDBackend:
     name = "sd"
     null_label = -1
@@ -66,11 +99,11 @@ class SDBackend:
         c, s = self.config, self.config.sd
         torch.set_num_threads(c.runtime.threads)
         self.device = resolve_device(s.device)
-        if s.mixed_precision != "no" and self.device.type != "cuda":
-            raise QtraitError(f"sd.mixed_precision = {s.mixed_precision!r} needs a CUDA device",
-                              hint="set sd.mixed_precision = \"no\" on CPU")
+        self.precision = resolve_precision(s.mixed_precision, self.device)
         self.dtype = {"no": torch.float32, "fp16": torch.float16,
-                      "bf16": torch.bfloat16}[s.mixed_precision]
+                      "bf16": torch.bfloat16}[self.precision]
+        if s.deterministic:
+            set_deterministic()
         model = s.model
         local = Path(model).expanduser()
         if local.exists() or model.startswith((".", "/", "~")) or model.count("/") > 1:
@@ -92,6 +125,9 @@ class SDBackend:
                               "and the weights in the Hugging Face cache") from None
         pipe.set_progress_bar_config(disable=True)
         self.pipe = pipe.to(self.device)
+        # the VAE stays in float32: SD's VAE overflows in fp16 (NaN images), and it is a
+        # small share of the time; latents are kept in float32 between UNet calls
+        pipe.vae.to(torch.float32)
         for m in (pipe.unet, pipe.vae, pipe.text_encoder):
             m.requires_grad_(False)
         self.unet = pipe.unet
@@ -121,7 +157,8 @@ class SDBackend:
                 "dataset": f"{self.config.sd.data} ({n} images used)",
                 "feature_extractor": self.extractor.description,
                 "resolution": self.config.sd.resolution,
-                "prediction_type": self.prediction_type}
+                "prediction_type": self.prediction_type,
+                "precision": self.precision}
 
     def sampler_description(self) -> dict:
         return {"scheduler": self.config.sampler.scheduler, "steps": self.config.sampler.steps,
@@ -268,11 +305,13 @@ class SDBackend:
         null = self._embed_prompts([s.negative_prompt])[0].float()
         torch.manual_seed(seed)  # LoRA initialisation
         self._add_adapter()
-        if previous_adapter is not None:
-            set_peft_model_state_dict(self.unet, previous_adapter, adapter_name="default")
         params = [p for p in self.unet.parameters() if p.requires_grad]
         for p in params:  # trainable LoRA weights in float32 (mixed precision)
             p.data = p.data.float()
+        if previous_adapter is not None:
+            # loaded after the upcast: the previous generation's float32 LoRA keeps its
+            # precision (loaded into half-precision layers it would be rounded first)
+            set_peft_model_state_dict(self.unet, previous_adapter, adapter_name="default")
         n, batch = len(labels), min(f.batch_size, len(labels))
         per_epoch = max(1, math.ceil(n / (batch * s.gradient_accumulation)))
         steps = per_epoch * s.epochs if s.epochs > 0 else f.steps
@@ -284,7 +323,9 @@ class SDBackend:
         gen = torch.Generator().manual_seed(seed)
         T = self.noise_scheduler.config.num_train_timesteps
         autocast = torch.autocast(self.device.type, dtype=self.dtype,
-                                  enabled=s.mixed_precision != "no")
+                                  enabled=self.precision != "no")
+        # fp16 gradients underflow without loss scaling; bf16 has float32's range
+        scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
         order, pos = torch.randperm(n, generator=gen), 0
         self.unet.train()
         losses, lrs = [], []
@@ -315,12 +356,14 @@ class SDBackend:
                         loss = torch.nn.functional.mse_loss(pred.float(), target.float())
                         if not torch.isfinite(loss):
                             raise FloatingPointError(f"non-finite finetuning loss at step {step}")
-                        (loss / s.gradient_accumulation).backward()
+                        scaler.scale(loss / s.gradient_accumulation).backward()
                         total += loss.item() / s.gradient_accumulation
+                    scaler.unscale_(opt)
                     if s.max_grad_norm > 0:
                         torch.nn.utils.clip_grad_norm_(params, s.max_grad_norm)
                     lrs.append(float(lr_sched.get_last_lr()[0]))
-                    opt.step()
+                    scaler.step(opt)      # skips the step if the scaled gradients overflowed
+                    scaler.update()
                     lr_sched.step()
                     opt.zero_grad(set_to_none=True)
                     losses.append(total)
@@ -335,7 +378,7 @@ class SDBackend:
             "gradient_accumulation": s.gradient_accumulation,
             "images": n, "lr_scheduler": s.lr_scheduler, "lr_warmup_steps": s.lr_warmup_steps,
             "lora_rank": f.lora_rank, "lora_alpha": f.lora_alpha,
-            "mixed_precision": s.mixed_precision,
+            "mixed_precision": self.precision,
             "seconds": round(time.perf_counter() - t0, 3),
             "loss": losses, "learning_rate": lrs}
         state = {k: v.detach().to("cpu", torch.float32).clone()
@@ -371,21 +414,23 @@ class SDBackend:
                 cond = self._embed_prompts(self.prompts(lab))
                 unc = null.expand(len(lab), -1, -1)
                 x = torch.stack([torch.randn(shape, generator=gi) for gi in g])
-                x = (x.to(self.device) * sched.init_noise_sigma).to(unet.dtype)
+                x = x.to(self.device, torch.float32) * sched.init_noise_sigma
                 for i, t in enumerate(sched.timesteps):
                     w = float(guidance[min(i, len(guidance) - 1)])
-                    xin = sched.scale_model_input(x, t)
+                    xin = sched.scale_model_input(x, t).to(unet.dtype)
                     if w == 1.0:
-                        eps = unet(xin, t, cond).sample
+                        eps = unet(xin, t, cond).sample.float()
                     else:
                         e = unet(torch.cat([xin, xin]), t, torch.cat([unc, cond])).sample
-                        e_u, e_c = e.chunk(2)
+                        e_u, e_c = e.float().chunk(2)
                         eps = e_u + w * (e_c - e_u)
                     kw = {"generator": g} if takes_gen else {}
-                    x = sched.step(eps, t, x, **kw).prev_sample
+                    x = sched.step(eps, t, x, **kw).prev_sample.float()
                     bar.update(1)
-                img = vae.decode(x.to(vae.dtype) / vae.config.scaling_factor).sample
-                img = ((img.float() / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
+                check_finite(x, f"latents of images {b}..{b + len(lab) - 1} after sampling")
+                img = vae.decode(x.to(vae.dtype) / vae.config.scaling_factor).sample.float()
+                check_finite(img, f"decoded images {b}..{b + len(lab) - 1}")
+                img = ((img / 2 + 0.5).clamp(0, 1) * 255).round().to(torch.uint8)
                 out.append(img.permute(0, 2, 3, 1).cpu().numpy())
         return np.concatenate(out)
 

@@ -167,3 +167,58 @@ def test_sd_config_errors_are_clear(sd_assets, tmp_path, cli):
     cfg.write_text('backend = "sd"\n[sd]\nmodel = "x/y"\ndata = "/nonexistent"\n')
     res = cli("chain", "run", cfg, "--out", tmp_path / "e", "--quiet")
     assert res.code == 2 and res.err.startswith("error: no such image folder")
+
+
+def test_nan_in_sampling_stops_the_generation_and_keeps_the_ones_before(sd_assets, tmp_path,
+                                                                         monkeypatch, cli):
+    """A NaN injected into the sampler's latents at generation 2 stops the chain with one
+    clear line; generations 0 and 1 stay complete and valid, and nothing of 2 is kept."""
+    from chain_runner.sd import backend as B
+
+    orig_sample, orig_sampler = B.SDBackend.sample, B.SDBackend._sampler
+    calls = []
+
+    def nan_sampler(self):
+        sched = orig_sampler(self)
+        step = sched.step
+
+        def nan_step(*a, **k):
+            out = step(*a, **k)
+            out.prev_sample[0, 0, 0, 0] = float("nan")
+            return out
+        sched.step = nan_step
+        return sched
+
+    def sample(self, net, labels, guidance, seed):
+        calls.append(1)           # no probes: one call per generation, from generation 1
+        if len(calls) == 2:
+            monkeypatch.setattr(B.SDBackend, "_sampler", nan_sampler)
+        return orig_sample(self, net, labels, guidance, seed)
+
+    monkeypatch.setattr(B.SDBackend, "sample", sample)
+    raw = sd_raw_config(sd_assets, generations=3, design={"probe_fraction": 0.0})
+    with pytest.raises(QtraitError, match=r"generation 2 failed: numerical failure \(non-"
+                       r"finite latents of images 0\.\.7 after sampling: .*NaN or inf\); "
+                       r"generations 0\.\.1 are complete and valid"):
+        run_chain(config_from_dict(raw), tmp_path / "nan", progress=False)
+    res = cli("validate", tmp_path / "nan")
+    assert res.code == 0 and open_run(tmp_path / "nan").generations == [0, 1]
+
+
+def test_precision_choices():
+    import torch
+
+    from chain_runner.sd.backend import resolve_precision, set_deterministic
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == "no"           # CPU: float32
+    assert resolve_precision("no", cpu) == "no"
+    with pytest.raises(QtraitError, match="needs a CUDA device"):
+        resolve_precision("fp16", cpu)
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        set_deterministic()
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    finally:
+        torch.use_deterministic_algorithms(before)
+        torch.backends.cudnn.deterministic = False
