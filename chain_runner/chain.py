@@ -163,6 +163,15 @@ def _failed(exc: BaseException, g: int, root: Path) -> QtraitError | None:
     return QtraitError(f"generation {g} failed: {why}; {done}", hint=hint)
 
 
+def _prune_state(root: Path, g: int) -> None:
+    """Once generation ``g`` is complete, drop the images of generation g-1's resume state
+    (hundreds of MB at SD sizes): a resume needs the last complete generation's images, and
+    generation 0's state (the real data, the metrics' reference, the backend's files).
+    Adapters are kept (small; anchor = previous continues from them)."""
+    if g - 1 >= 1:
+        (layout.state_dir(root, g - 1) / layout.STATE_IMAGES).unlink(missing_ok=True)
+
+
 def _load_state(root: Path, g: int):
     path = layout.state_dir(root, g) / layout.STATE_IMAGES
     if not path.exists():
@@ -234,14 +243,48 @@ def run_chain(config: ChainConfig, out: str | Path, progress: bool = True) -> Pa
     return out
 
 
-def resume_chain(run: str | Path, progress: bool = True) -> Path:
-    """Continue a chain from its last complete generation."""
+#: settings a resume may change (``qtrait chain resume --set KEY=VALUE``): how the chain is
+#: computed, not what it is. The guided images do not depend on the sampling batch (each
+#: image has its own noise generator); precision, batch size and gradient accumulation of
+#: finetuning change the numbers within floating-point and optimisation noise, which is why
+#: each override is recorded in the manifest (extra.resume_overrides).
+RESUME_OVERRIDABLE = ("sd.sample_batch_size", "sd.mixed_precision",
+                      "sd.gradient_checkpointing", "sd.gradient_accumulation", "sd.device",
+                      "sd.deterministic", "finetune.batch_size", "features.batch_size",
+                      "features.device", "runtime.threads")
+
+
+def apply_overrides(raw: dict, overrides: dict[str, object]) -> tuple[dict, dict]:
+    """(the chain config ``raw`` with ``overrides`` (dotted keys) applied, {key: [old,
+    new]} of what changed). QtraitError for a key that is not a run-time setting."""
+    bad = [k for k in overrides if k not in RESUME_OVERRIDABLE]
+    if bad:
+        raise QtraitError(f"cannot change {', '.join(bad)} on resume: only run-time settings "
+                          f"can be ({', '.join(RESUME_OVERRIDABLE)}); the design stays as "
+                          "the chain began")
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    changed = {}
+    for key, value in overrides.items():
+        section, name = key.split(".", 1)
+        table = out.setdefault(section, {})
+        old = table.get(name)
+        if old != value:
+            changed[key] = [old, value]
+        table[name] = value
+    return out, changed
+
+
+def resume_chain(run: str | Path, progress: bool = True,
+                 overrides: dict[str, object] | None = None) -> Path:
+    """Continue a chain from its last complete generation; ``overrides`` change run-time
+    settings (:data:`RESUME_OVERRIDABLE`), recorded in the manifest."""
     writer = RunWriter.resume(run)
     extra = writer.manifest.get("extra", {})
     if "chain_config" not in extra:
         raise QtraitError(f"{run} was not written by the chain runner (no chain config in its "
                           "manifest)")
-    config = config_from_dict(extra["chain_config"])
+    raw, changed = apply_overrides(extra["chain_config"], overrides or {})
+    config = config_from_dict(raw)
     if not writer.complete_generations:
         raise QtraitError(f"{run} has no complete generation; start it again")
     if writer.next_generation >= config.generations:
@@ -249,6 +292,14 @@ def resume_chain(run: str | Path, progress: bool = True) -> Path:
     _load_state(writer.root, writer.next_generation - 1)  # refuse before touching anything
     for g in writer.incomplete_generations:
         writer.discard_incomplete(g)
+    if changed:
+        from qtrait.rundir.manifest import utc_now
+
+        record = {"from_generation": writer.next_generation, "changes": changed,
+                  "at": utc_now()}
+        writer.update_manifest(extra={**extra, "chain_config": config.to_dict(),
+                                      "resume_overrides": [*extra.get("resume_overrides", []),
+                                                           record]})
     from qtrait.rundir import open_run
 
     basis = open_run(run).basis()
@@ -281,6 +332,7 @@ def _continue(writer: RunWriter, config: ChainConfig, backend, basis, names, pro
                 with writer.generation(g) as gw:
                     _generation(gw, backend, config, g, prev_images, labels, previous,
                                 guidance, basis, names, n_probe)
+                _prune_state(root, g)
             except Exception as exc:
                 error = _failed(exc, g, root)
                 if error is None:

@@ -41,13 +41,34 @@ def run_cmd(
 @app.command("resume")
 def resume_cmd(
     run: Path = typer.Argument(..., help="Run directory of an interrupted chain."),
+    set_: list[str] = typer.Option([], "--set", help="KEY=VALUE: change a run-time setting "
+                                   "for the rest of the chain (e.g. sd.sample_batch_size=4, "
+                                   "sd.mixed_precision=no); recorded in the manifest. "
+                                   "Repeatable."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Continue an interrupted chain from its last complete generation."""
     from .chain import resume_chain
 
-    path = resume_chain(run, progress=not quiet)
+    path = resume_chain(run, progress=not quiet, overrides=parse_settings(set_))
     typer.echo(f"chain complete: {path}")
+
+
+def parse_settings(items: list[str]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs; VALUE is read as a TOML value (4, 1e-4, true, "x"), or as a
+    plain string when it is not one."""
+    import tomllib
+
+    out: dict[str, object] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key.strip():
+            raise QtraitError(f"--set takes SECTION.KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value.strip()
+    return out
 
 
 @app.command("sweep")

@@ -97,14 +97,33 @@ def test_lora_reloads_through_load_lora_weights(sd_run, sd_assets):
 
 
 def test_killed_sd_chain_resumes_identically(sd_assets, sd_run, tmp_path, cli):
+    """Killed in generation 2 and resumed with a smaller sampling batch (a run-time
+    setting: each image has its own noise generator), the chain is identical to the
+    uninterrupted one, and the manifest records the override."""
     out = tmp_path / "killed"
     proc = run_chain_killed_mid_generation_2(sd_raw_config(sd_assets), out)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     res = cli("validate", out)
     assert res.code == 0 and "generation 2: incomplete" in res.out
-    resume_chain(out, progress=False)
+    res = cli("chain", "resume", out, "--set", "sd.sample_batch_size=3", "--quiet")
+    assert res.code == 0, res.err
     a, b = open_run(out).long_table(), open_run(sd_run).long_table()
     pd.testing.assert_frame_equal(a, b, check_exact=True)
+    extra = open_run(out).manifest["extra"]
+    [rec] = extra["resume_overrides"]
+    assert rec["from_generation"] == 2 and rec["changes"] == {"sd.sample_batch_size": [8, 3]}
+    assert extra["chain_config"]["sd"]["sample_batch_size"] == 3
+    # the resume state keeps generation 0 and the last generation's images only
+    state = out / "chain_state"
+    assert (state / "gen_0000" / "guided_images.npz").exists()
+    assert not (state / "gen_0001" / "guided_images.npz").exists()
+    assert (state / "gen_0001" / "adapter.safetensors").exists()
+    assert (state / "gen_0002" / "guided_images.npz").exists()
+    # the design cannot change on resume
+    res = cli("chain", "resume", out, "--set", "design.cfg_scale=2")
+    assert res.code == 2 and "cannot change design.cfg_scale on resume" in res.err
+    res = cli("chain", "resume", out, "--set", "nonsense")
+    assert res.code == 2 and "--set takes SECTION.KEY=VALUE" in res.err
 
 
 def test_nan_loss_is_reported_and_leaves_the_run_valid(sd_assets, tmp_path, cli):
