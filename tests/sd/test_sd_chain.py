@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from chain_runner.chain import resume_chain, run_chain
+from chain_runner.chain import run_chain
 from chain_runner.config import config_from_dict
 from qtrait.errors import QtraitError
 from qtrait.rundir import open_run
