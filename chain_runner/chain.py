@@ -85,6 +85,32 @@ def _probe_concepts(labels: np.ndarray, n: int) -> np.ndarray:
     return np.sort(classes[np.arange(n) % len(classes)])
 
 
+def _export(config: ChainConfig, backend, g: int, guided: tuple, probes: dict) -> dict:
+    """{artifact name: bytes} of the generation's images as an imagefolder
+    (chain_runner.export), when the SD config asks for it; else {}. ``guided``: (images,
+    labels, sampling seed or None for the real data); ``probes``: _probes' output."""
+    if config.backend != "sd" or not config.sd.export_images:
+        return {}
+    from .export import IMAGES_FOLDER, imagefolder_files
+    from .sd.backend import per_image_seeds
+
+    def seeds(seed, n):
+        return None if seed is None else per_image_seeds(seed, n)
+    images, labels, seed = guided
+    sets = {"guided": (images, backend.prompts(labels), _concepts(backend, labels),
+                       seeds(seed, len(labels)))}
+    for s, (imgs, plabels, concepts) in probes.items():
+        prompt_labels = np.full(len(plabels), backend.null_label) if s == "probe_uncond" \
+            else plabels
+        sets[s] = (imgs, backend.prompts(prompt_labels), concepts,
+                   seeds(generation_seed(config.seed, g, PROBE_STREAMS[s]), len(plabels)))
+    return {f"{IMAGES_FOLDER}/{k}": v for k, v in imagefolder_files(sets, g).items()}
+
+
+#: the seed stream of each probe set (generation_seed(seed, g, stream))
+PROBE_STREAMS = {"probe_w1": 3, "probe_uncond": 4}
+
+
 def _probes(backend, net, labels, n_probe: int, config: ChainConfig, g: int) -> dict:
     """The w = 1 probe (the model's learned conditional) and the unconditional probe (the
     empty prompt; its images are assigned evenly to the concepts whose statistics they
@@ -92,9 +118,10 @@ def _probes(backend, net, labels, n_probe: int, config: ChainConfig, g: int) -> 
     ones = np.ones(config.sampler.steps)
     concepts = _probe_concepts(_concepts(backend, labels), n_probe)
     plabels = _probe_labels(backend, concepts)
-    w1 = backend.sample(net, plabels, ones, generation_seed(config.seed, g, 3))
+    w1 = backend.sample(net, plabels, ones,
+                        generation_seed(config.seed, g, PROBE_STREAMS["probe_w1"]))
     un = backend.sample(net, np.full(n_probe, backend.null_label), ones,
-                        generation_seed(config.seed, g, 4))
+                        generation_seed(config.seed, g, PROBE_STREAMS["probe_uncond"]))
     # (images, labels the traits are computed with, concepts of the rows)
     return {"probe_w1": (w1, plabels, concepts), "probe_uncond": (un, plabels, concepts)}
 
@@ -235,7 +262,8 @@ def run_chain(config: ChainConfig, out: str | Path, progress: bool = True) -> Pa
     for name, blob in getattr(backend, "state_files", dict)().items():
         rio.atomic_write_bytes(layout.state_dir(out, 0) / BACKEND_STATE.format(name), blob)
     tables = {s: _table(f, concepts, basis, names) for s, (f, concepts) in feats.items()}
-    artifacts = {"grid.png": backend.grid_png(images0, labels0)}
+    artifacts = {"grid.png": backend.grid_png(images0, labels0),
+                 **_export(config, backend, 0, (images0, labels0, None), probes)}
     if getattr(backend, "has_metrics", False):
         artifacts[METRICS_ARTIFACT] = _metrics(backend, out, 0, images0, *feats["guided"][0])
     writer.write_generation(0, tables, artifacts)
@@ -348,13 +376,15 @@ def _generation(gw, backend, config, g, prev_images, labels, previous, guidance,
     training = getattr(backend, "last_training", None)
     if training is not None:     # the backend records its finetuning (SD: losses, lr, time)
         gw.write_artifact(TRAINING_ARTIFACT, json.dumps(training).encode())
-    images = backend.sample(net, labels, guidance, generation_seed(config.seed, g, 1))
+    seed = generation_seed(config.seed, g, 1)
+    images = backend.sample(net, labels, guidance, seed)
     feats = backend.features(images, labels)
     gw.write_set("guided", _table(feats, _concepts(backend, labels), basis, names))
-    if n_probe:
-        for s, (imgs, plabels, concepts) in _probes(backend, net, labels, n_probe, config,
-                                                    g).items():
-            gw.write_set(s, _table(backend.features(imgs, plabels), concepts, basis, names))
+    probes = _probes(backend, net, labels, n_probe, config, g) if n_probe else {}
+    for s, (imgs, plabels, concepts) in probes.items():
+        gw.write_set(s, _table(backend.features(imgs, plabels), concepts, basis, names))
+    for name, blob in _export(config, backend, g, (images, labels, seed), probes).items():
+        gw.write_artifact(name, blob)
     gw.write_artifact("grid.png", backend.grid_png(images, labels))
     for name, blob in getattr(backend, "artifacts", lambda n: {})(net).items():
         gw.write_artifact(name, blob)

@@ -98,6 +98,8 @@ class SDConfig:
     sample_batch_size: int = 8      # images per sampling batch
     negative_prompt: str = ""       # the unconditional prompt of CFG (and the dropped caption)
     deterministic: bool = False     # torch's deterministic algorithms on the GPU (docs/gpu.md)
+    export_images: bool = False     # write every set's images as an imagefolder under
+                                    # each generation's artifacts/images/ (docs/gpu.md)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,8 @@
 """``qtrait traits extract``: traits of a chain run with any tool, from its images.
 
-CHAIN_DIR holds one folder per generation, named by its number (``gen_0000``, ``gen_3``,
+CHAIN_DIR is a run directory whose chain exported its images (``sd.export_images``:
+``generations/gen_NNNN/artifacts/images/``, :mod:`chain_runner.export`), or holds one
+folder per generation, named by its number (``gen_0000``, ``gen_3``,
 ``generation_12``, ``7``; the last run of digits is the generation). A generation folder is
 either an image folder (see :mod:`chain_runner.imagedata`; a ``set`` field in its metadata
 labels probe images, default ``guided``) or holds sub-folders ``guided/``, ``probe_w1/``,
@@ -37,8 +39,19 @@ def discover(chain_dir: str | Path) -> dict[int, dict[str, tuple[list[Path], lis
     if not root.is_dir():
         raise QtraitError(f"no such chain folder: {root}")
     gens = {}
-    for d in sorted(p for p in root.iterdir() if p.is_dir()):
-        m = _NUM.search(d.name)
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    run_dir = (root / "manifest.json").is_file() and (root / "generations").is_dir()
+    if run_dir:       # a run directory whose chain exported its images (sd.export_images)
+        folders = sorted(p / "artifacts" / "images"
+                         for p in (root / "generations").iterdir() if p.is_dir())
+        missing = [p.parents[1].name for p in folders if not p.is_dir()]
+        if missing:
+            raise QtraitError(f"{root} is a run directory, but generation folder(s) "
+                              f"{', '.join(missing)} hold no exported images "
+                              "(artifacts/images/)", hint="run the chain with "
+                              "sd.export_images = true, or give a folder of image folders")
+    for d in folders:
+        m = _NUM.search(d.parents[1].name if run_dir else d.name)
         if m is None:
             continue
         g = int(m.group(1))
@@ -46,7 +59,8 @@ def discover(chain_dir: str | Path) -> dict[int, dict[str, tuple[list[Path], lis
             raise QtraitError(f"two folders of generation {g} in {root}")
         sets: dict[str, tuple[list, list, list]] = {}
         subs = [s for s in layout.SETS if (d / s).is_dir()]
-        if subs:
+        own_metadata = any((d / m).is_file() for m in ("metadata.jsonl", "metadata.csv"))
+        if subs and not own_metadata:     # one image folder per set
             for s in subs:
                 rec = list_images(d / s)
                 sets[s] = (rec.paths, rec.captions, rec.concepts)

@@ -37,10 +37,14 @@ def _version(v: str) -> tuple[int, ...]:
     return tuple(int(x) for x in v.split(".")[:2] if x.isdigit())
 
 
+def per_image_seeds(seed: int, n: int) -> list[int]:
+    """The noise seed of each of the n images sampled with ``seed``."""
+    return [int(s.generate_state(1)[0]) for s in np.random.SeedSequence(seed).spawn(n)]
+
+
 def per_image_generators(seed: int, n: int) -> list[torch.Generator]:
     """One CPU generator per image: image i's noise does not depend on the batch."""
-    states = np.random.SeedSequence(seed).spawn(n)
-    return [torch.Generator().manual_seed(int(s.generate_state(1)[0])) for s in states]
+    return [torch.Generator().manual_seed(s) for s in per_image_seeds(seed, n)]
 
 
 def resolve_precision(choice: str, device: torch.device) -> str:
@@ -127,7 +131,8 @@ class SDBackend:
         self.pipe = pipe.to(self.device)
         # the VAE stays in float32: SD's VAE overflows in fp16 (NaN images), and it is a
         # small share of the time; latents are kept in float32 between UNet calls
-        pipe.vae.to(torch.float32)
+        if pipe.vae.dtype != torch.float32:
+            pipe.vae.to(torch.float32)
         for m in (pipe.unet, pipe.vae, pipe.text_encoder):
             m.requires_grad_(False)
         self.unet = pipe.unet

@@ -241,3 +241,48 @@ def test_precision_choices():
     finally:
         torch.use_deterministic_algorithms(before)
         torch.backends.cudnn.deterministic = False
+
+
+def test_exported_imagefolder_reads_back_with_the_chains_traits(sd_assets, tmp_path, cli):
+    """sd.export_images writes each generation's images as an imagefolder
+    (artifacts/images/: metadata.jsonl with file_name, prompt, concept, set, generation,
+    seed); `qtrait traits extract` on the run directory reads it back, and its traits and
+    Frechet distances are the chain's own (the PNGs are lossless)."""
+    from PIL import Image
+
+    from chain_runner.sd.backend import per_image_seeds
+    out = run_chain(config_from_dict(sd_raw_config(sd_assets, sd={"export_images": True})),
+                    tmp_path / "exp", progress=False)
+    folder = out / "generations" / "gen_0002" / "artifacts" / "images"
+    rows = [json.loads(x) for x in (folder / "metadata.jsonl").read_text().splitlines()]
+    assert [r["set"] for r in rows].count("guided") == 12 and len(rows) == 12 + 4 + 4
+    assert {"file_name", "text", "concept", "set", "generation", "seed"} <= set(rows[0])
+    guided = [r for r in rows if r["set"] == "guided"]
+    assert all(r["generation"] == 2 and (folder / r["file_name"]).is_file() for r in rows)
+    assert guided[0]["text"].startswith("a ") and all(
+        r["text"] == "" for r in rows if r["set"] == "probe_uncond")
+    # the recorded seeds are the per-image noise seeds of the generation's sampling
+    from chain_runner.chain import generation_seed
+    assert [r["seed"] for r in guided] == per_image_seeds(generation_seed(3, 2, 1), 12)
+    with Image.open(folder / guided[0]["file_name"]) as im:
+        assert im.size == (32, 32)
+    g0 = [json.loads(x) for x in (out / "generations" / "gen_0000" / "artifacts" / "images"
+                                  / "metadata.jsonl").read_text().splitlines()]
+    assert all(r["seed"] is None for r in g0 if r["set"] == "guided")   # the real images
+    cfg = tmp_path / "features.toml"
+    cfg.write_text(f'[features]\nclip_config = "{sd_assets["clip_config"]}"\n'
+                   f'clip_pretrained = "{sd_assets["clip_ckpt"]}"\ndevice = "cpu"\n')
+    res = cli("traits", "extract", out, "--out", tmp_path / "back", "--config", cfg,
+              "--pca-axes", "3", "--quiet")
+    assert res.code == 0, res.err
+    a, b = open_run(out), open_run(tmp_path / "back")
+    assert b.traits == a.traits, (a.traits, b.traits)
+    for g in a.generations:
+        for s in ("guided", "probe_w1"):
+            x, y = a.table(g, s), b.table(g, s)
+            # same rows in the same order; traits equal to the chain's 7 kept digits
+            np.testing.assert_allclose(y[a.traits].to_numpy(), x[a.traits].to_numpy(),
+                                       rtol=1e-5, atol=1e-5)
+    fd = [json.loads((r.root / "generations" / "gen_0002" / "artifacts" / "metrics.json")
+                     .read_text())["frechet_distance"] for r in (a, b)]
+    assert fd[0] == pytest.approx(fd[1], rel=1e-6)
