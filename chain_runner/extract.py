@@ -100,6 +100,13 @@ def extract_traits(chain_dir: str | Path, out: str | Path, features: FeaturesCon
     use_text = extractor.has_text and any(any(c for c in caps) for sets in gens.values()
                                           for _, caps, _ in sets.values())
     computed: dict[int, dict] = {}
+    incep: dict[int, np.ndarray] = {}
+    inception = None
+    if features.inception_weights:      # Inception FID/KID, comparable with the literature
+        from .features import InceptionExtractor
+
+        inception = InceptionExtractor(features.inception_weights, extractor.device,
+                                       features.batch_size)
     total = sum(len(s) for s in gens.values())
     with tqdm(total=total, desc="extracting traits", disable=not progress) as bar:
         for g, sets in gens.items():
@@ -110,6 +117,8 @@ def extract_traits(chain_dir: str | Path, out: str | Path, features: FeaturesCon
                 other = [image_traits_rgb(imgs)]
                 if use_text:
                     other.append(extractor.clip_score(phi, caps)[:, None])
+                if inception is not None and s == "guided":
+                    incep[g] = inception.embed(imgs)
                 computed[g][s] = (phi, np.concatenate(other, axis=1),
                                   np.array(concepts, dtype=str), [p.name for p in paths])
                 bar.update(1)
@@ -140,7 +149,8 @@ def extract_traits(chain_dir: str | Path, out: str | Path, features: FeaturesCon
         phi, other = sets["guided"][0], sets["guided"][1]
         m = generation_metrics(phi0, phi, k=features.prdc_k, extractor=extractor.description,
                                clip_scores=other[:, -1] if use_text else None,
-                               clip_variant=variant)
+                               clip_variant=variant, reference_inception=incep.get(0),
+                               inception=incep.get(g))
         writer.write_generation(g, tables, {"metrics.json": json.dumps(
             {"generation": g, **m}, indent=1).encode()})
     return out

@@ -258,15 +258,24 @@ class InceptionExtractor:
         state = torch.load(path, map_location="cpu", weights_only=True)
         # pytorch-fid's InceptionV3 downloads its weights; hand it the local file instead
         with mock.patch.object(pf, "fid_inception_v3", lambda: _loaded(state)):
-            self.model = pf.InceptionV3([pf.InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+            # images arrive at 299 x 299 already (clean-fid's resize, below)
+            self.model = pf.InceptionV3([pf.InceptionV3.BLOCK_INDEX_BY_DIM[2048]],
+                                        resize_input=False).eval()
         self.model.to(device)
         self.device, self.batch_size = device, batch_size
+        from cleanfid.resize import make_resizer
+
+        # clean-fid's "clean" convention (Parmar et al. 2022): PIL bicubic resizing of each
+        # channel in float32, no quantisation after, the library's own function
+        self.resize = make_resizer("PIL", False, "bicubic", (299, 299))
 
     @torch.no_grad()
     def embed(self, images: np.ndarray) -> np.ndarray:
         out = []
         for s in range(0, len(images), self.batch_size):
-            x = torch.as_tensor(np.asarray(images[s:s + self.batch_size]),
+            batch = np.stack([self.resize(np.asarray(im, dtype=np.uint8))
+                              for im in images[s:s + self.batch_size]])
+            x = torch.as_tensor(np.clip(batch, 0, 255),
                                 dtype=torch.float32).permute(0, 3, 1, 2) / 255.0
             f = self.model(x.to(self.device))[0]
             out.append(f.squeeze(-1).squeeze(-1).cpu().numpy())

@@ -7,12 +7,27 @@
 - ``vendi``: Vendi score (Friedman & Dieng 2023) of the cosine-similarity kernel,
   exp(-sum lambda_i log lambda_i) over the eigenvalues of K / n (1 = all images alike,
   n = all orthogonal);
+- ``kid_mean``, ``kid_std``: kernel inception distance (Binkowski et al. 2018), the
+  unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3, averaged over random
+  subsets of at most 1,000 images of each set (torch-fidelity's and clean-fid's
+  convention: 100 subsets; unbiased at small N, unlike FID);
 - ``clip_score``: mean per-image CLIP score; its variant (formula and backbone) is named.
+
+Every function is checked against its reference implementation on shared features
+(tests/chain/test_metrics_reference.py: pytorch-fid, prdc, vendi-score, torchmetrics).
+Computed on the feature extractor's embeddings (``frechet_distance``, ``kid_*``) they are
+*not* comparable with published FID/KID, which use the FID Inception's pool3 features
+(``inception_fid``, ``inception_kid_*``: clean-fid's resizing, see features.py).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+#: how the Inception features are made (features.InceptionExtractor)
+INCEPTION_CONVENTION = ("clean-fid resizing (cleanfid.resize: PIL bicubic on float32 "
+                        "channels to 299 x 299) and pytorch-fid's Inception pool3 "
+                        "(pt_inception-2015-12-05 weights)")
 
 
 def _psd_sqrt(s: np.ndarray) -> np.ndarray:
@@ -64,6 +79,28 @@ def vendi(x: np.ndarray) -> float:
     return float(np.exp(-(lam * np.log(lam)).sum()))
 
 
+def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000,
+        seed: int = 0) -> tuple[float, float]:
+    """(mean, sd) over ``subsets`` random subsets of the unbiased MMD^2 estimate with the
+    kernel (x.y / d + 1)^3; each subset draws min(subset_size, len(a), len(b)) rows of
+    each set without replacement."""
+    rng = np.random.default_rng(seed)
+    d = a.shape[1]
+    m = min(subset_size, len(a), len(b))
+    if m < 2:
+        return float("nan"), float("nan")
+    vals = []
+    for _ in range(subsets):
+        x = a[rng.choice(len(a), m, replace=False)]
+        y = b[rng.choice(len(b), m, replace=False)]
+        kxx = (x @ x.T / d + 1.0) ** 3
+        kyy = (y @ y.T / d + 1.0) ** 3
+        kxy = (x @ y.T / d + 1.0) ** 3
+        vals.append((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
+                    + (kyy.sum() - np.trace(kyy)) / (m * (m - 1)) - 2.0 * kxy.mean())
+    return float(np.mean(vals)), float(np.std(vals))
+
+
 def generation_metrics(reference: np.ndarray, features: np.ndarray, *, k: int = 5,
                        extractor: str = "", clip_scores: np.ndarray | None = None,
                        clip_variant: str = "", reference_inception: np.ndarray | None = None,
@@ -72,10 +109,17 @@ def generation_metrics(reference: np.ndarray, features: np.ndarray, *, k: int = 
     out = {"reference": "generation 0, guided set", "feature_extractor": extractor,
            "n_reference": int(len(reference)), "n": int(len(features)), "prdc_k": k,
            "frechet_distance": frechet_distance(reference, features),
-           **prdc(reference, features, k), "vendi": vendi(features)}
+           **dict(zip(("kid_mean", "kid_std"), kid(reference, features))),
+           **prdc(reference, features, k), "vendi": vendi(features),
+           "comparable": (f"not with published FID/KID (features of "
+                          f"{extractor or 'the extractor'}; inception_* use the FID "
+                          "Inception)")}
     if clip_scores is not None:
         out["clip_score"] = float(np.mean(clip_scores))
         out["clip_score_variant"] = clip_variant
     if inception is not None and reference_inception is not None:
         out["inception_fid"] = frechet_distance(reference_inception, inception)
+        out["inception_kid_mean"], out["inception_kid_std"] = kid(reference_inception,
+                                                                  inception)
+        out["inception_convention"] = INCEPTION_CONVENTION
     return out

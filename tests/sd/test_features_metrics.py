@@ -151,6 +151,11 @@ def test_inception_fid_from_a_local_weights_file(tmp_path):
     assert f.shape == (4, 2048) and np.isfinite(f).all()
     m = metrics.generation_metrics(f, f[::-1], k=2, reference_inception=f, inception=f[:2])
     assert m["inception_fid"] == pytest.approx(metrics.frechet_distance(f, f[:2]))
+    assert np.isfinite(m["inception_kid_mean"]) and "clean-fid" in m["inception_convention"]
+    # the images reach the network through clean-fid's own resizer (PIL bicubic, float32)
+    from cleanfid.resize import make_resizer
+    ref = make_resizer("PIL", False, "bicubic", (299, 299))(imgs[0])
+    np.testing.assert_array_equal(ex.resize(imgs[0]), ref)
 
 
 def test_missing_clip_weights_are_a_clear_error(tmp_path):
