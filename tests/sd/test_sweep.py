@@ -132,3 +132,62 @@ seed = SEEDS
     path.write_text('[designs.x]\n"design.cfg_scal" = 1.0\n')
     with pytest.raises(QtraitError, match=r"design 'x'.*unknown key"):
         load_sweep(path)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_a_crashed_chain_is_reported_with_its_log_and_resumes_on_retry(tmp_path, warm_cache,
+                                                                        cli):
+    """Local Ray, 4 chains, a crash injected into one chain's generation 1 (a worker setup
+    hook): the other 3 finish, the failure is reported with its error and log, and the
+    next run of the sweep resumes the crashed chain from its last complete generation."""
+    pytest.importorskip("ray")
+    from tests.helpers import ROOT
+
+    path = write_sweep(tmp_path, warm_cache, "ray")
+    path.write_text(path.read_text().replace('cpus = 2\n', 'cpus = 2\nretries = 0\n'))
+    sweep = load_sweep(path)
+    assert sweep.retries == 0 and sweep.cpus_per_chain == 1
+    env = {"env_vars": {"PYTHONPATH": str(ROOT), "QTRAIT_TEST_CRASH_CHAIN": "-001-",
+                        "QTRAIT_TEST_CRASH_MARKER": str(tmp_path / "crashed")},
+           "worker_process_setup_hook": "tests.sd.crash_hook.install"}
+    out = tmp_path / "out"
+    first = run_sweep(sweep, out, progress=False, runtime_env=env)
+    status = {r["name"]: r for r in first}
+    crashed = status["grid-001-cfg_scale=1.0-seed=2"]
+    assert [r["status"] for r in first].count("ran") == 3 and crashed["status"] == "failed"
+    assert crashed["error"] == "RuntimeError: injected crash in generation 1"
+    log = (out / crashed["name"] / "logs" / "attempt_1.log").read_text()
+    assert crashed["log"].endswith("logs/attempt_1.log") and "Traceback" in log
+    assert "injected crash in generation 1" in log and crashed["generations"] == 1
+    assert open_run(out / crashed["name"]).generations == [0]      # generation 0 kept
+    # the summary names the failure and its log
+    from chain_runner.sweep import summary
+    text = summary(first)
+    assert "error: RuntimeError: injected crash" in text and "attempt_1.log" in text
+    # the sweep again (the crash does not repeat): the failed chain resumes, the rest done
+    res = cli("chain", "sweep", path, "--out", out, "--quiet")
+    assert res.code == 0, res.err
+    assert "1 resumed, 3 done" in res.out
+    assert open_run(out / crashed["name"]).generations == [0, 1]
+    assert (out / crashed["name"] / "logs" / "attempt_2.log").exists()
+
+
+def test_a_crashed_chain_is_retried_within_the_sweep(tmp_path, warm_cache, monkeypatch):
+    """retries = 1 (the default), local engine: the crashed chain is run again at once and
+    resumes from generation 1; both attempts' logs are kept in its folder."""
+    import chain_runner.chain as chain
+    from tests.sd import crash_hook
+
+    monkeypatch.setenv("QTRAIT_TEST_CRASH_CHAIN", "-002-")
+    monkeypatch.setenv("QTRAIT_TEST_CRASH_MARKER", str(tmp_path / "crashed"))
+    monkeypatch.setattr(chain, "_generation", chain._generation)   # restored afterwards
+    crash_hook.install()
+    sweep = load_sweep(write_sweep(tmp_path, warm_cache, "local"))
+    results = run_sweep(sweep, tmp_path / "out", progress=False)
+    r = next(x for x in results if "-002-" in x["name"])
+    assert r["status"] == "resumed" and [a["status"] for a in r["attempts"]] == [
+        "failed", "resumed"]
+    assert sorted(p.name for p in (tmp_path / "out" / r["name"] / "logs").iterdir()) == [
+        "attempt_1.log", "attempt_2.log"]
+    check_runs(tmp_path / "out", results)
