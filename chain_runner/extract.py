@@ -30,6 +30,8 @@ from .metrics import generation_metrics
 from .traits import fit_basis, project, trait_names
 
 _NUM = re.compile(r"(\d+)$")
+#: images read at a time by traits extract (memory: pixels of one batch, features of all)
+STREAM = 64
 
 
 def discover(chain_dir: str | Path) -> dict[int, dict[str, tuple[list[Path], list[str],
@@ -112,14 +114,22 @@ def extract_traits(chain_dir: str | Path, out: str | Path, features: FeaturesCon
         for g, sets in gens.items():
             computed[g] = {}
             for s, (paths, caps, concepts) in sets.items():
-                imgs = load_images(paths, resolution or None)
-                phi = extractor.embed(imgs)
-                other = [image_traits_rgb(imgs)]
-                if use_text:
-                    other.append(extractor.clip_score(phi, caps)[:, None])
-                if inception is not None and s == "guided":
-                    incep[g] = inception.embed(imgs)
-                computed[g][s] = (phi, np.concatenate(other, axis=1),
+                # streamed: STREAM images are read and reduced to features at a time,
+                # so memory holds features, not a set's pixels
+                phis, others, incs = [], [], []
+                for b in range(0, len(paths), STREAM):
+                    imgs = load_images(paths[b:b + STREAM], resolution or None)
+                    phi_b = extractor.embed(imgs)
+                    other = [image_traits_rgb(imgs)]
+                    if use_text:
+                        other.append(extractor.clip_score(phi_b, caps[b:b + STREAM])[:, None])
+                    if inception is not None and s == "guided":
+                        incs.append(inception.embed(imgs))
+                    phis.append(phi_b)
+                    others.append(np.concatenate(other, axis=1))
+                if incs:
+                    incep[g] = np.concatenate(incs)
+                computed[g][s] = (np.concatenate(phis), np.concatenate(others),
                                   np.array(concepts, dtype=str), [p.name for p in paths])
                 bar.update(1)
     phi0, _, concepts0, _ = computed[0]["guided"]

@@ -44,3 +44,19 @@ def test_the_shipped_sd_example_parses_with_the_current_hub_id():
     assert cfg.sd.epochs == SD_EPOCHS_DEFAULT
     for path in (root / "docs").glob("*.md"):
         assert "runwayml/" not in path.read_text(), path
+
+
+def test_image_traits_do_not_depend_on_the_chunk_size():
+    """image_traits_rgb streams its images in chunks: the traits are the same whatever
+    the chunk (the memory, not the result, depends on it)."""
+    import numpy as np
+
+    from chain_runner.features import image_traits_rgb
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (10, 24, 24, 3), dtype=np.uint8)
+    whole = image_traits_rgb(images, chunk=10)
+    for chunk in (1, 3, 16):
+        # equal to rounding: numpy's batched reductions and FFTs may sum in another order
+        np.testing.assert_allclose(image_traits_rgb(images, chunk=chunk), whole,
+                                   rtol=1e-12, atol=1e-15)
+    assert whole.shape == (10, 5) and np.isfinite(whole).all()
