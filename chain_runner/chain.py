@@ -12,6 +12,7 @@ result as an uninterrupted run (per-generation seeds, fixed threads, determinist
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 from pathlib import Path
@@ -25,7 +26,7 @@ from qtrait.rundir import io as rio
 from qtrait.rundir import layout
 from qtrait.theory.schedules import GuidanceSchedule
 
-from .config import ChainConfig, config_from_dict
+from .config import ChainConfig, config_from_dict, set_dotted
 from .traits import fit_basis, project, trait_names
 
 #: Significant digits kept for per-image trait values (far below sampling noise; keeps the
@@ -290,15 +291,14 @@ def apply_overrides(raw: dict, overrides: dict[str, object]) -> tuple[dict, dict
         raise QtraitError(f"cannot change {', '.join(bad)} on resume: only run-time settings "
                           f"can be ({', '.join(RESUME_OVERRIDABLE)}); the design stays as "
                           "the chain began")
-    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in raw.items()}
+    out = copy.deepcopy(raw)
     changed = {}
     for key, value in overrides.items():
         section, name = key.split(".", 1)
-        table = out.setdefault(section, {})
-        old = table.get(name)
+        old = out.get(section, {}).get(name)
         if old != value:
             changed[key] = [old, value]
-        table[name] = value
+        set_dotted(out, key, value)
     return out, changed
 
 

@@ -253,6 +253,14 @@ def config_from_dict(raw: dict[str, Any]) -> ChainConfig:
     return cfg
 
 
+def set_dotted(d: dict, dotted: str, value: Any) -> None:
+    """Set ``d["a"]["b"] = value`` for ``dotted = "a.b"`` (tables created as needed)."""
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        d = d.setdefault(p, {})
+    d[leaf] = value
+
+
 def with_backend_defaults(raw: dict[str, Any]) -> dict[str, Any]:
     """``raw`` with the Stable Diffusion finetuning defaults filled in where an SD config
     leaves them out (:data:`SD_FINETUNE_DEFAULTS`); other configs unchanged."""

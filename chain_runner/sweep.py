@@ -48,11 +48,10 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from qtrait.errors import QtraitError
 
-from .config import ChainConfig, config_from_dict, read_toml
+from .config import ChainConfig, config_from_dict, read_toml, set_dotted
 
 SWEEP_KEYS = {"name", "engine", "address", "cpus", "cpus_per_chain", "gpus_per_chain",
               "retries", "base_config", "base", "grid", "designs"}
@@ -70,13 +69,6 @@ class Sweep:
     chains: list[ChainConfig]
     cpus_per_chain: float = 1.0
     retries: int = 1
-
-
-def _set(d: dict, dotted: str, value: Any) -> None:
-    *parents, leaf = dotted.split(".")
-    for p in parents:
-        d = d.setdefault(p, {})
-    d[leaf] = value
 
 
 def load_sweep(path: str | Path) -> Sweep:
@@ -105,9 +97,9 @@ def load_sweep(path: str | Path) -> Sweep:
         for i, values in enumerate(points):
             d = copy.deepcopy(base)
             for k, v in settings.items():
-                _set(d, k, v)
+                set_dotted(d, k, v)
             for k, v in zip(keys, values):
-                _set(d, k, v)
+                set_dotted(d, k, v)
             label = "-".join(f"{k.split('.')[-1]}={v}" for k, v in zip(keys, values))
             head = f"{name}-{design_name}" if design_name else f"{name}-{i:03d}"
             d["name"] = head + (f"-{label}" if label else "")
@@ -132,8 +124,7 @@ def load_sweep(path: str | Path) -> Sweep:
 def run_one(config_dict: dict, out: str, attempt: int = 1) -> dict:
     """Run, resume or skip one chain; returns its status. Never raises: a crash of any
     kind is a "failed" status with its error, and the attempt's output and traceback are
-    in its log (:func:`_attempt_log`)."""
-    import contextlib
+    in its log (:func:`_keep_log`)."""
     import logging
     import time
     import traceback

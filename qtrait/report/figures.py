@@ -198,7 +198,9 @@ def training_losses(curves: dict[int, list[float]]) -> bytes:
     artifacts/training.json records)."""
     fig = _figure(7, 3.2)
     ax = fig.subplots()
-    cmap = __import__("matplotlib").colormaps["viridis"]
+    from matplotlib import colormaps
+
+    cmap = colormaps["viridis"]
     gens = sorted(curves)
     for i, g in enumerate(gens):
         y = np.asarray(curves[g], dtype=float)
