@@ -157,7 +157,7 @@ def _sample(spec, cd, settings: SamplerSettings, progress: bool, upto: int | Non
                 pm_model = spec.build(cd)
                 compiled = nutpie.compile_pymc_model(pm_model)
                 _COMPILED[key] = (pm_model, compiled)
-            compiled = compiled.with_data(**spec.arrays(cd, upto))
+            compiled = compiled.with_data(**spec.packed(cd, upto))
             idata = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune,
                                   chains=settings.chains, cores=settings.n_cores,
                                   seed=settings.seed, progress_bar=progress,
@@ -165,7 +165,7 @@ def _sample(spec, cd, settings: SamplerSettings, progress: bool, upto: int | Non
         else:
             pm_model = spec.build(cd)
             with pm_model:
-                pm.set_data(spec.arrays(cd, upto))
+                pm.set_data(spec.packed(cd, upto))
                 idata = pm.sample(draws=settings.draws, tune=settings.tune,
                                   chains=settings.chains, cores=settings.n_cores,
                                   target_accept=settings.target_accept,
