@@ -52,7 +52,8 @@ $(TEST_VENV)/.installed: pyproject.toml
 bench: $(TEST_VENV)/.installed
 	$(TEST_VENV)/bin/python bench/bench_import_summarize.py
 	$(TEST_VENV)/bin/python bench/bench_chain.py
-	$(TEST_VENV)/bin/python bench/bench_fit.py
+	$(TEST_VENV)/bin/python bench/bench_fit.py --with-exact
+	$(TEST_VENV)/bin/python bench/bench_fit.py --simulated --skip-baseline
 
 ## examples: regenerate the shipped example runs in data/runs (the chains need torch)
 examples: $(TEST_VENV)/.installed

@@ -19,10 +19,14 @@ print("BENCH " + json.dumps({"wall_s": wall, "peak_mib": peak}))
 """
 
 
-def measure(code: str) -> dict:
-    """Wall time (s) and peak resident memory (MiB) of ``code`` in a fresh interpreter."""
-    res = subprocess.run([sys.executable, "-c", _MEASURE, code], capture_output=True,
-                         text=True, cwd=ROOT)
+def measure(code: str, timeout: float | None = None) -> dict:
+    """Wall time (s) and peak resident memory (MiB) of ``code`` in a fresh interpreter;
+    ``{"timed_out": seconds}`` when it runs past ``timeout`` (it is killed)."""
+    try:
+        res = subprocess.run([sys.executable, "-c", _MEASURE, code], capture_output=True,
+                             text=True, cwd=ROOT, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"timed_out": timeout}
     if res.returncode != 0:
         raise SystemExit(f"benchmark step failed:\n{res.stderr[-3000:]}")
     line = [ln for ln in res.stdout.splitlines() if ln.startswith("BENCH ")][-1]

@@ -1,18 +1,30 @@
-"""Benchmark: `qtrait fit` (default sampler settings) against a naive per-image PyMC model.
+"""Benchmark: `qtrait fit` (default sampler settings) on a real run, its compile cost, and a
+naive per-image PyMC model.
 
-The run: a simulated 10-generation chain, 16 traits, 3 sets (1,000 guided images, probes
-of 125 at w = 1 and unconditional) per generation. For each model (``breeder``, ``tilt``;
-``exact`` with ``--with-exact``), one fresh Python process:
+The run: the shipped real run data/runs/chain_042 (10 generations, 10 digits x 16 traits,
+898 guided images and probes of 112 + 112 per generation), or ``--run PATH``; with
+``--simulated``, a simulated 10-generation, 16-trait, single-concept run (1,000 guided
+images, probes of 125 + 125). For each model (``breeder``, ``tilt``; ``exact`` with
+``--with-exact``), one fresh Python process:
 
 1. cold: imports qtrait, opens the run and fits it with the default ``SamplerSettings``
    (nutpie, 4 chains x 1,000 draws after 1,000 tuning, target accept 0.9): compilation
    included. PyTensor's and numba's disk caches are whatever this machine holds unless
-   ``--cold-caches`` points them at empty folders (it makes no difference as measured:
-   nutpie's numba code is compiled in the process, not cached on disk);
+   ``--cold-caches`` points them at empty folders;
 2. warm: fits the same run again with another seed in the same process: the compiled
    model is reused with the new data, as in any second fit of the same layout.
 
-Baseline, in its own fresh process: the naive way to write the breeder model, per image.
+cold - import - warm is what a new process (each `qtrait fit` command) pays over a warm
+fit besides its imports: building and compiling the model. It is measured with fits of
+1 chain x 20 + 20 draws, whose sampling is negligible, so sampling noise between two
+default fits does not blur it.
+
+Compile baseline, measured in the same run: ``breeder`` and ``tilt`` again with their
+graphs as built until 2026-12-06 (one ``pm.Data`` per data array, PyTensor's ``gammaln``),
+by patching the model base class in the measuring process (``BEFORE``).
+
+Naive baseline (``--simulated`` only: it pools a trait over concepts), in its own fresh
+process: the naive way to write the breeder model, per image.
 Same structure and priors (per trait: V_t = lambda s2_{t-1} + V_m,
 mu_t = c + (1 + gamma)(zbar_{t-1} - c), log lambda, gamma and V_m partially pooled over the
 traits, c the unconditional probes' mean), but a likelihood over every guided image of
@@ -26,11 +38,13 @@ so keep ``--naive-tune`` at 1,000 for a fair figure. The same process times one
 log-density-and-gradient evaluation of the naive model and of qtrait's breeder graph,
 both on PyTensor's C backend: the cost ratio per gradient, free of sampler differences.
 
-Targets on the 2-core development machine: ``breeder`` warm under 10 s and at least 10x
-faster than the naive model; ``tilt`` warm under 30 s.
+Targets on a 2-core machine (issue 13), on chain_042: warm ``breeder`` <= 10 s, ``tilt``
+<= 60 s, ``exact`` <= 5 min; a new process pays <= 10 s over a warm fit; every fit
+converges under the defaults. On the simulated run: ``breeder`` >= 10x faster than naive.
 
-    python bench/bench_fit.py [--with-exact] [--repeats R] [--cold-caches]
-                              [--naive-tune N] [--naive-draws N] [--skip-naive]
+    python bench/bench_fit.py [--run PATH | --simulated] [--with-exact] [--repeats R]
+                              [--cold-caches] [--skip-baseline] [--skip-naive]
+                              [--naive-tune N] [--naive-draws N]
 """
 
 from __future__ import annotations
@@ -42,7 +56,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from _measure import measure  # noqa: E402  (bench/ is on sys.path when run as a script)
+from _measure import ROOT, measure  # noqa: E402  (bench/ is on sys.path when run as a script)
 
 MAKE_RUN = """
 import numpy as np
@@ -58,6 +72,22 @@ truth = ChainTruth(traits=traits, model="tilt", generations={generations}, image
 write_simulated_run({run!r}, truth)
 """
 
+# the model graphs as they were built until 2026-12-06, for the compile baseline: one
+# pm.Data per data array (nutpie unpacks each in generated numba code) and PyTensor's
+# gammaln (its digamma gradient keeps the compiled log-density out of the disk cache)
+BEFORE = """
+import pymc as pm
+import pytensor.tensor as pt
+from qtrait.models import base
+
+def data_vars(self, cd):
+    return {k[len("data_"):]: pm.Data(k, v) for k, v in self.arrays(cd).items()}
+
+base.ModelSpec.data_vars = data_vars
+base.ModelSpec.packed = lambda self, cd, upto=None: self.arrays(cd, upto)
+base.log_gamma = lambda x, lib=None: pt.gammaln(x)
+"""
+
 # one fresh process: cold fit, then a warm fit (same layout, another seed)
 FIT = """
 import json, resource, time, warnings
@@ -65,17 +95,19 @@ warnings.simplefilter("ignore")
 t0 = time.perf_counter()
 from qtrait.fit import SamplerSettings, fit
 from qtrait.rundir import open_run
+{before}
 t_import = time.perf_counter() - t0
 run = open_run({run!r})
 t1 = time.perf_counter()
-r = fit(run, {model!r}, SamplerSettings(), save=False)
+r = fit(run, {model!r}, SamplerSettings(**{settings!r}), save=False)
 t2 = time.perf_counter()
 peak_cold = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-r2 = fit(run, {model!r}, SamplerSettings(seed=1), save=False)
+res = {{"import_s": t_import, "cold_fit_s": t2 - t1, "cold_total_s": t2 - t0,
+       "peak_cold_mib": peak_cold, "diag_cold": r.diagnostics}}
+json.dump(res, open({out!r}, "w"))   # kept if the warm fit runs past the time limit
+r2 = fit(run, {model!r}, SamplerSettings(**{settings!r}, seed=1), save=False)
 t3 = time.perf_counter()
-json.dump({{"import_s": t_import, "cold_fit_s": t2 - t1, "cold_total_s": t2 - t0,
-           "warm_s": t3 - t2, "peak_cold_mib": peak_cold,
-           "diag_cold": r.diagnostics, "diag_warm": r2.diagnostics}}, open({out!r}, "w"))
+json.dump(res | {{"warm_s": t3 - t2, "diag_warm": r2.diagnostics}}, open({out!r}, "w"))
 """
 
 # one fresh process: gradient costs (naive and qtrait's breeder graph), then the naive fit
@@ -150,10 +182,61 @@ def best(runs: list[dict], key: str) -> dict:
     return min(runs, key=lambda r: r[key])
 
 
+#: targets on a 2-core machine (issue 13): warm fit time of each model on chain_042, and
+#: what a new process pays over a warm fit (imports, graph, compilation)
+WARM_TARGET_S = {"breeder": 10.0, "tilt": 60.0, "exact": 300.0}
+OVERHEAD_TARGET_S = 10.0
+#: models whose compile baseline (the graphs as built before 2026-12-06) is measured
+BASELINE_MODELS = ("breeder", "tilt")
+
+
+#: the sampler settings of the new-process measurement: sampling takes a fraction of a
+#: second, so cold - warm is the process's own cost (imports, graph, compilation)
+TINY = {"chains": 1, "draws": 20, "tune": 20}
+
+
+def fit_times(run: str, model: str, tmp: Path, args, before: bool = False,
+              settings: dict | None = None) -> dict:
+    """Cold and warm fit of ``model`` in fresh processes (best of ``--repeats``), with the
+    default sampler settings or ``settings``."""
+    reps = []
+    for i in range(args.repeats):
+        tag = f"{model}_{'before' if before else 'now'}_{'tiny' if settings else 'full'}_{i}"
+        if args.cold_caches:   # a fresh, empty cache for every cold fit
+            cache = tmp / f"cache_{tag}"
+            os.environ["PYTENSOR_FLAGS"] = f"compiledir={cache / 'pytensor'}"
+            os.environ["NUMBA_CACHE_DIR"] = str(cache / "numba")
+        out = tmp / f"{tag}.json"
+        m = measure(FIT.format(run=run, model=model, out=str(out), settings=settings or {},
+                               before=BEFORE if before else ""), timeout=args.limit_s)
+        if "timed_out" in m:   # what finished before the limit: the cold fit, or nothing
+            got = json.loads(out.read_text()) if out.is_file() else {}
+            return {"timed_out": args.limit_s, "cold": got or None, "warm": None}
+        reps.append({**json.loads(out.read_text()), "peak_mib": m["peak_mib"]})
+    if args.cold_caches:
+        os.environ.pop("PYTENSOR_FLAGS", None)
+        os.environ.pop("NUMBA_CACHE_DIR", None)
+    cold, warm = best(reps, "cold_total_s"), best(reps, "warm_s")
+    # building and compiling: what a new process pays over a warm fit, its imports aside
+    return {"cold": cold, "warm": warm,
+            "overhead_s": cold["cold_total_s"] - cold["import_s"] - warm["warm_s"],
+            "peak_mib": max(r["peak_mib"] for r in reps)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", default=str(ROOT / "data" / "runs" / "chain_042"),
+                    help="the run to fit (default: the shipped real run chain_042)")
+    ap.add_argument("--simulated", action="store_true",
+                    help="fit a simulated run instead (--generations, --images, --traits)")
+    ap.add_argument("--models", default="breeder,tilt",
+                    help="comma-separated models to time (default: breeder,tilt)")
+    ap.add_argument("--overhead-only", action="store_true",
+                    help="only the new-process cost (no default-settings fits, no naive)")
     ap.add_argument("--with-exact", action="store_true",
-                    help="also the exact model (compiles for minutes)")
+                    help="also the exact model (minutes)")
+    ap.add_argument("--skip-baseline", action="store_true",
+                    help="skip the compile baseline (the graphs as built before 2026-12-06)")
     ap.add_argument("--naive-tune", type=int, default=1000,
                     help="tuning steps per chain of the naive model (time scaled to 1,000)")
     ap.add_argument("--naive-draws", type=int, default=1000,
@@ -163,7 +246,9 @@ def main() -> None:
     ap.add_argument("--cold-caches", action="store_true",
                     help="point PyTensor's compiledir and numba's cache at empty folders")
     ap.add_argument("--skip-naive", action="store_true",
-                    help="only the qtrait fits (no baseline, no ratio)")
+                    help="only the qtrait fits (no naive baseline, no ratio)")
+    ap.add_argument("--limit-s", type=float, default=1200,
+                    help="stop a model's process (cold + warm fit) after this many seconds")
     ap.add_argument("--generations", type=int, default=10)
     ap.add_argument("--images", type=int, default=1000)
     ap.add_argument("--traits", type=int, default=16)
@@ -171,28 +256,27 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="qtrait-bench-fit-"))
     try:
-        run = str(tmp / "run")
-        measure(MAKE_RUN.format(traits=args.traits, generations=args.generations,
-                                images=args.images, probe=args.images // 8, run=run))
-        models = ["breeder", "tilt"] + (["exact"] if args.with_exact else [])
-        results = {}
-        for model in models:
-            reps = []
-            for i in range(args.repeats):
-                if args.cold_caches:   # a fresh, empty cache for every cold fit
-                    cache = tmp / f"cache_{model}_{i}"
-                    os.environ["PYTENSOR_FLAGS"] = f"compiledir={cache / 'pytensor'}"
-                    os.environ["NUMBA_CACHE_DIR"] = str(cache / "numba")
-                out = tmp / f"{model}_{i}.json"
-                m = measure(FIT.format(run=run, model=model, out=str(out)))
-                reps.append({**json.loads(out.read_text()), "peak_mib": m["peak_mib"]})
-            results[model] = {"cold": best(reps, "cold_total_s"), "warm": best(reps, "warm_s"),
-                              "peak_mib": max(r["peak_mib"] for r in reps)}
-        if args.cold_caches:
-            os.environ.pop("PYTENSOR_FLAGS", None)
-            os.environ.pop("NUMBA_CACHE_DIR", None)
+        if args.simulated:
+            run = str(tmp / "run")
+            measure(MAKE_RUN.format(traits=args.traits, generations=args.generations,
+                                    images=args.images, probe=args.images // 8, run=run))
+        else:
+            run = str(Path(args.run).resolve())
+            if not (Path(run) / "manifest.json").is_file():
+                raise SystemExit(f"bench_fit: {run} is not a run directory")
+        models = args.models.split(",") + (["exact"] if args.with_exact else [])
+        unknown = sorted(set(models) - set(WARM_TARGET_S))
+        if unknown:
+            raise SystemExit(f"bench_fit: unknown model(s) {', '.join(unknown)}")
+        results = {} if args.overhead_only else {m: fit_times(run, m, tmp, args)
+                                                 for m in models}
+        overhead = {m: {"now": fit_times(run, m, tmp, args, settings=TINY)} for m in models}
+        if not args.skip_baseline:
+            for m in [m for m in models if m in BASELINE_MODELS]:
+                overhead[m]["before"] = fit_times(run, m, tmp, args, before=True,
+                                                  settings=TINY)
         naive = None
-        if not args.skip_naive:
+        if not args.skip_naive and args.simulated and not args.overhead_only:   # a per-trait model: one concept only
             reps = []
             for i in range(args.repeats):
                 out = tmp / f"naive_{i}.json"
@@ -206,33 +290,64 @@ def main() -> None:
             naive["scale"] = (st * 1000 / args.naive_tune + sd * 1000 / args.naive_draws) \
                 / (st + sd)
             naive["wall_s"] = naive["setup_s"] + naive["sample_s"] * naive["scale"]
-        report(args, results, naive)
+        report(args, run, results, overhead, naive)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def report(args, results: dict, naive: dict | None) -> None:
-    n_probe = args.images // 8
-    print(f"run: {args.generations} generations x {args.traits} traits x 3 sets "
-          f"({args.images} guided images, probes of {n_probe} + {n_probe}); "
-          f"sampler: nutpie, 4 chains x 1000 draws after 1000 tuning, target accept 0.9")
+def describe_run(args, run: str) -> str:
+    if args.simulated:
+        n_probe = args.images // 8
+        return (f"simulated, {args.generations} generations x {args.traits} traits x 3 sets "
+                f"({args.images} guided images, probes of {n_probe} + {n_probe})")
+    return run
+
+
+def report(args, run: str, results: dict, overhead: dict, naive: dict | None) -> None:
+    print(f"run: {describe_run(args, run)}\nsampler: nutpie, 4 chains x 1000 draws after "
+          f"1000 tuning, target accept 0.9")
     print("disk caches (PyTensor compiledir, numba): "
           + ("empty (--cold-caches)" if args.cold_caches else "as found on this machine")
           + (f"; best of {args.repeats} runs" if args.repeats > 1 else "") + "\n")
     nw = naive["wall_s"] if naive else None
     print(f"{'model':<9}{'import s':>9}{'cold s':>9}{'warm s':>9}{'peak MiB':>10}"
-          f"{'naive s':>10}{'naive/warm':>12}{'warm ESS':>10}{'div':>5}")
+          f"{'naive/warm':>12}{'R-hat':>8}{'ESS':>6}{'div':>5}  verdict (warm fit)")
     for model, r in results.items():
+        if r["warm"] is None:   # ran past --limit-s
+            c = r["cold"]
+            print(f"{model:<9}" + (f"{c['import_s']:>9.1f}{c['cold_total_s']:>9.1f}" if c
+                                   else f"{'-':>9}{'> ' + str(int(r['timed_out'])):>9}")
+                  + f"  warm fit not finished within --limit-s {r['timed_out']:.0f} s")
+            continue
         c, w = r["cold"], r["warm"]
+        d = w["diag_warm"]
         print(f"{model:<9}{c['import_s']:>9.1f}{c['cold_total_s']:>9.1f}{w['warm_s']:>9.1f}"
               f"{r['peak_mib']:>10.0f}"
-              + (f"{nw:>10.1f}{nw / w['warm_s']:>11.1f}x" if naive else f"{'-':>10}{'-':>12}")
-              + f"{w['diag_warm']['ess_bulk_min']:>10.0f}{w['diag_warm']['divergences']:>5}")
+              + (f"{nw / w['warm_s']:>11.1f}x" if naive else f"{'-':>12}")
+              + f"{d['rhat_max']:>8.3f}{min(d['ess_bulk_min'], d['ess_tail_min']):>6.0f}"
+              f"{d['divergences']:>5}  {'converged' if d['ok'] else 'NOT CONVERGED'}")
     print("\ncold s: a fresh process from `import qtrait` to the end of the first fit "
-          "(import s, compilation and sampling);\nwarm s: a second fit, same process, same "
-          "layout, another seed (compiled model reused). warm ESS: min bulk ESS, warm fit.\n"
-          "naive s: the per-image breeder model below, the same in every row (the breeder "
-          "ratio is like for like; the others are for scale only).")
+          "(imports, graph, compilation, sampling);\nwarm s: a second fit, same process, "
+          "same layout, another seed (the compiled model reused). R-hat (max), ESS (min of\n"
+          "bulk and tail), divergences and verdict (qtrait's convergence rule): the warm fit.")
+    print(f"\nwhat a new process pays over a warm fit, besides its imports (cold - import - "
+          f"warm of fits with {TINY['chains']} chain x {TINY['draws']} + {TINY['tune']} "
+          f"draws):")
+    print(f"{'model':<9}{'now s':>8}{'before s':>10}{'now/before':>12}{'import s':>10}")
+    for model, o in overhead.items():
+        now, bef = o["now"], o.get("before")
+        cells = [f"{now['overhead_s']:>8.1f}" if now["warm"] else f"{'-':>8}"]
+        if bef and bef["warm"] and now["warm"]:
+            cells += [f"{bef['overhead_s']:>10.1f}",
+                      f"{now['overhead_s'] / bef['overhead_s']:>12.2f}"]
+        if now["warm"]:
+            cells.append(f"{now['cold']['import_s']:>10.1f}")
+        print(f"{model:<9}" + "".join(cells))
+    print("before: the graphs as built until 2026-12-06 (one pm.Data per data array, "
+          "PyTensor's gammaln), measured in this run.")
+    if not args.simulated and not args.skip_naive and not args.overhead_only:
+        print("\nnaive baseline: not run (it pools a trait over concepts; run it on the "
+              "simulated single-concept run: --simulated)")
     if naive:
         print(f"\nnaive baseline: per-image breeder model in PyMC, {naive['y_size']:,} "
               f"observations, pm.sample (NUTS, C backend), 4 chains, cores=2, "
@@ -252,7 +367,7 @@ def report(args, results: dict, naive: dict | None) -> None:
               f"{naive['steps_draw'] / (4 * args.naive_draws):.0f}; min bulk ESS "
               f"{d['ess_bulk_min']:.0f}; R-hat max {d['rhat_max']:.3f}; divergences "
               f"{d['divergences']}")
-        if "breeder" in results:
+        if results.get("breeder", {}).get("warm"):
             bw = results["breeder"]["warm"]
             pe_n = naive["wall_s"] / d["ess_bulk_min"]
             pe_b = bw["warm_s"] / bw["diag_warm"]["ess_bulk_min"]
@@ -262,17 +377,27 @@ def report(args, results: dict, naive: dict | None) -> None:
         gn, gb = naive["grad_naive_s"], naive["grad_breeder_s"]
         print(f"  one log-density + gradient evaluation (PyTensor C backend): naive "
               f"{gn * 1e6:.0f} us, qtrait breeder graph {gb * 1e6:.0f} us ({gn / gb:.0f}x)")
-    print("\ntargets:")
+    print("\ntargets (2 cores):")
     checks = []
-    if "breeder" in results:
+    for model, r in results.items():
+        if r["warm"] is None:
+            checks.append((f"{model} warm fit within {WARM_TARGET_S[model]:.0f} s (not "
+                           f"finished within {r['timed_out']:.0f} s of cold + warm)", False))
+            continue
+        w = r["warm"]["warm_s"]
+        checks.append((f"{model} warm {w:.1f} s <= {WARM_TARGET_S[model]:.0f} s",
+                       w <= WARM_TARGET_S[model]))
+        checks.append((f"{model} converges under the defaults (warm fit)",
+                       bool(r["warm"]["diag_warm"]["ok"])))
+    for model, o in overhead.items():
+        if o["now"]["warm"]:
+            oh = o["now"]["overhead_s"]
+            checks.append((f"{model} new-process cost besides imports {oh:.1f} s <= "
+                           f"{OVERHEAD_TARGET_S:.0f} s",
+                           oh <= OVERHEAD_TARGET_S))
+    if naive and results.get("breeder", {}).get("warm"):
         bw = results["breeder"]["warm"]["warm_s"]
-        checks.append((f"breeder warm {bw:.1f} s < 10 s", bw < 10))
-        if naive:
-            checks.append((f"breeder >= 10x faster than naive ({nw / bw:.0f}x)",
-                           nw / bw >= 10))
-    if "tilt" in results:
-        tw = results["tilt"]["warm"]["warm_s"]
-        checks.append((f"tilt warm {tw:.1f} s < 30 s", tw < 30))
+        checks.append((f"breeder >= 10x faster than naive ({nw / bw:.0f}x)", nw / bw >= 10))
     for text, ok in checks:
         print(f"  {'met    ' if ok else 'NOT MET'}  {text}")
 
