@@ -252,9 +252,9 @@ class ModelSpec:
         ``data_`` prefix: views of one ``pm.Data`` vector (:meth:`packed`).
 
         One container, not one per array: nutpie unpacks every shared variable in
-        generated numba code, and compiling that code grew with their number (breeder
-        on chain_042: 9 containers, about 5 s of the 14 s a new process spent compiling;
-        tilt: 20). Slicing a vector costs nothing at run time."""
+        generated numba code, and compiling that code grew with their number (9 arrays
+        for breeder, 20 for tilt; bench/bench_fit.py measures what a new process pays
+        against one container per array). Slicing a vector costs nothing at run time."""
         import pymc as pm
 
         arrs = self.arrays(cd)
