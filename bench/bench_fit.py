@@ -357,8 +357,9 @@ def report(args, run: str, results: dict, overhead: dict, naive: dict | None) ->
         if now["warm"]:
             cells.append(f"{now['cold']['import_s']:>10.1f}")
         print(f"{model:<9}" + "".join(cells))
-    print("before: the graphs as built until 2026-12-06 (one pm.Data per data array, "
-          "PyTensor's gammaln), measured in this run.")
+    if any("before" in o for o in overhead.values()):
+        print("before: the graphs as built until 2026-12-06 (one pm.Data per data array, "
+              "PyTensor's gammaln), measured in this run.")
     if not args.simulated and not args.skip_naive and not args.overhead_only:
         print("\nnaive baseline: not run (it pools a trait over concepts; run it on the "
               "simulated single-concept run: --simulated)")
