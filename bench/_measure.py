@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,12 +20,14 @@ print("BENCH " + json.dumps({"wall_s": wall, "peak_mib": peak}))
 """
 
 
-def measure(code: str, timeout: float | None = None) -> dict:
-    """Wall time (s) and peak resident memory (MiB) of ``code`` in a fresh interpreter;
+def measure(code: str, timeout: float | None = None, env: dict | None = None) -> dict:
+    """Wall time (s) and peak resident memory (MiB) of ``code`` in a fresh interpreter
+    (``env``: variables added to this process's environment for it);
     ``{"timed_out": seconds}`` when it runs past ``timeout`` (it is killed)."""
     try:
         res = subprocess.run([sys.executable, "-c", _MEASURE, code], capture_output=True,
-                             text=True, cwd=ROOT, timeout=timeout)
+                             text=True, cwd=ROOT, timeout=timeout,
+                             env={**os.environ, **(env or {})})
     except subprocess.TimeoutExpired:
         return {"timed_out": timeout}
     if res.returncode != 0:

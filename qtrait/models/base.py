@@ -29,6 +29,7 @@ observation.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
@@ -79,13 +80,19 @@ def log_gamma(x, lib=np):
     Why not ``pt.gammaln``: its gradient is the digamma function, which PyTensor's numba
     backend calls through a scipy function pointer and so cannot cache on disk; one such
     node keeps the whole compiled log-density out of the cache, and every new process
-    compiles it again (about 2 s for breeder). This form's gradient is elementary."""
+    compiles it again. This form's gradient is elementary."""
     y = x + 6.0
     shift = lib.log(x * (x + 1.0) * (x + 2.0) * (x + 3.0) * (x + 4.0) * (x + 5.0))
     r = 1.0 / y
     r2 = r * r
     series = r * (1.0 / 12 - r2 * (1.0 / 360 - r2 * (1.0 / 1260 - r2 / 1680)))
     return (y - 0.5) * lib.log(y) - y + 0.5 * LOG_2PI + series - shift
+
+
+def pack(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """The arrays raveled and concatenated in the order of their sorted names (the layout
+    :meth:`ModelSpec.data_vars` slices its views from)."""
+    return np.concatenate([np.ravel(arrays[k]) for k in sorted(arrays)])
 
 
 def set_loglik(x_mean, x_var, n, kurt, mean, var, extra_mean=0.0, extra_rel=0.0,
@@ -101,9 +108,7 @@ def set_loglik(x_mean, x_var, n, kurt, mean, var, extra_mean=0.0, extra_rel=0.0,
         import pytensor.tensor as pt
 
         lib = pt
-
-        def gammaln(x):
-            return log_gamma(x, pt)
+        gammaln = partial(log_gamma, lib=pt)
     else:
         from scipy.special import gammaln
 
@@ -244,8 +249,7 @@ class ModelSpec:
         """:meth:`arrays` as the graph holds them: one flat vector, ``{PACKED: vector}``,
         the arrays raveled and concatenated in the order of their sorted names. What a
         compiled model's data are swapped for (nutpie's ``with_data``, ``pm.set_data``)."""
-        arrs = self.arrays(cd, upto)
-        return {PACKED: np.concatenate([np.ravel(arrs[k]) for k in sorted(arrs)])}
+        return {PACKED: pack(self.arrays(cd, upto))}
 
     def data_vars(self, cd: ChainData) -> dict:
         """The data of :meth:`arrays` inside a model context, by name without the
@@ -258,7 +262,7 @@ class ModelSpec:
         import pymc as pm
 
         arrs = self.arrays(cd)
-        flat = pm.Data(PACKED, self.packed(cd)[PACKED])
+        flat = pm.Data(PACKED, pack(arrs))
         out, start = {}, 0
         for k in sorted(arrs):
             a = arrs[k]

@@ -83,6 +83,7 @@ def test_model_data_are_one_container_and_the_log_density_caches_on_disk(model):
     # compiles), the views hold the arrays exactly, and every node of the compiled
     # log-density and gradient has a numba cache key (one uncacheable node, such as
     # pt.gammaln's digamma gradient, keeps the whole graph out of the disk cache)
+    import pymc as pm
     import pytensor
     from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
 
@@ -95,8 +96,6 @@ def test_model_data_are_one_container_and_the_log_density_caches_on_disk(model):
     pm_model = spec.build(cd)
     assert [d.name for d in pm_model.data_vars] == [PACKED]
     arrays = spec.arrays(cd)
-    import pymc as pm
-
     with pm.Model():
         views = spec.data_vars(cd)
     for name, a in arrays.items():
