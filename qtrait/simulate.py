@@ -77,6 +77,10 @@ class ChainTruth:
     mixture: bool = False
     concepts: tuple[str, ...] = ("all",)
     trait_correlation: float = 0.0
+    #: SD of the generation shock: one Normal draw per generation added to the log of
+    #: every cell's learned variance (breeder: its guided variance), shared by all cells
+    #: (qtrait.models.breeder: one finetuning run makes a whole generation)
+    shock_sd: float = 0.0
     criteria: Criteria = field(default_factory=Criteria)
     seed: int = 0
 
@@ -85,6 +89,8 @@ class ChainTruth:
             raise ValueError("generations must be >= 1")
         if self.images < 2:
             raise ValueError("images must be >= 2 (a variance needs two values)")
+        if not self.shock_sd >= 0:
+            raise ValueError("shock_sd must be >= 0")
         for n in (self.probe_w1, self.probe_uncond):
             if n == 1 or n < 0:
                 raise ValueError("probe sizes must be 0 or >= 2")
@@ -179,6 +185,8 @@ def simulate_tables(truth: ChainTruth) -> tuple[list[dict[str, pd.DataFrame]], d
         else:
             noise = (learn[0] * rng.standard_normal((C, K)),
                      learn[1] * rng.standard_normal((C, K)))
+            if truth.shock_sd > 0:   # drawn only then: shock-free chains keep their draws
+                noise = (noise[0], noise[1] + truth.shock_sd * rng.standard_normal())
             r = generation_step(obs_mean, obs_var, prev_learned, g0, params, noise)
             if not r.valid.all():
                 raise ValueError(

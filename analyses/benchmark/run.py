@@ -10,6 +10,7 @@ Steps, each resumable (records in ``*.jsonl`` beside this file):
     python analyses/benchmark/run.py zeroshot    # rescore the zero-shot baseline in place
     python analyses/benchmark/run.py priors      # the forecast with prior scales x0.5, x2
     python analyses/benchmark/run.py adequacy --seeds 2,3   # does the model describe them
+    python analyses/benchmark/run.py shock       # the generation shock's size, seed 1
     python analyses/benchmark/run.py report      # results.md, figures, docs tables
 
 * ``pilot``: the run horizon (docs/theory.md 3.1) of every seed-1 pilot chain in
@@ -24,6 +25,9 @@ Steps, each resumable (records in ``*.jsonl`` beside this file):
 * ``zeroshot``: the zero-shot baseline of every backtest record scored again with the
   package's current zero-shot theory and calibration (no model is refitted: the
   baseline does not depend on the fit), after a change of the calibration;
+* ``shock``: the breeder on all 16 generations of every seed-1 chain (its trait axes),
+  with a wide prior on the generation shock's SD (breeder.py): the posterior of that SD
+  per chain, from which the default prior is set (``shock.jsonl``);
 * ``report``: the tables of results.md (scores over seeds 2 and 3 by K and method, all and
   non-trivial chains, converged and all fits, paired differences bootstrapped by design).
 """
@@ -49,6 +53,8 @@ from _results import write_results  # noqa: E402
 PILOT = HERE / "pilot.jsonl"
 NOCHANGE = HERE / "nochange.jsonl"
 BACKTEST = HERE / "backtest.jsonl"
+#: the backtest of the breeder before the generation shock (2026-12-05), kept to compare
+NOSHOCK = HERE / "backtest_noshock.jsonl"
 TIMING = HERE / "timing.jsonl"       # wall time of whole steps
 OPENED = ROOT / "runs" / "benchmark_packed"     # packed chains as run directories (ignored)
 
@@ -317,6 +323,8 @@ def scaled(priors: dict, factor: float) -> dict:
 
 
 ADEQUACY = HERE / "adequacy.jsonl"
+#: the adequacy records of the model before the generation shock (2026-12-05)
+ADEQUACY_NOSHOCK = HERE / "adequacy_noshock.jsonl"
 
 
 def adequacy_one(name: str) -> dict:
@@ -341,33 +349,44 @@ def adequacy_one(name: str) -> dict:
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
-def adequacy(seeds: list[int], jobs: int = 2) -> None:
-    """Adequacy of the default model on every chain of ``seeds`` (all generations, the
-    trait axes), ``jobs`` chains at a time; records in adequacy.jsonl."""
+def per_chain(one, names: list[str], path: Path, jobs: int, show) -> None:
+    """``one(name)`` for each chain in ``jobs`` spawned processes (each chain opened as a
+    run directory first), each record appended to ``path`` as it comes and shown by
+    ``show(record, minutes_in)``."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    done = {r["chain"] for r in _records(ADEQUACY)}
-    names = [n for n in pack.chain_names() if design_of(n)[1] in seeds and n not in done]
     for n in names:
         pack.open_chain(n, OPENED / n)
     t0 = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(adequacy_one, n): n for n in names}
+        futures = {pool.submit(one, n): n for n in names}
         for fut in as_completed(futures):
             rec = fut.result()
-            _append(ADEQUACY, rec)
-            a = rec["adequacy"]
-            print(f"{rec['chain']}: ok={a['ok']} PIT p={a['pit_test']['p_value']:.2g} "
-                  f"coverage {a['coverage90']:.2f} ppc_ok={a['ppc_ok']} "
-                  f"({rec['seconds']:.0f} s; {(time.perf_counter() - t0) / 60:.1f} min in)",
-                  flush=True)
+            _append(path, rec)
+            print(show(rec, (time.perf_counter() - t0) / 60), flush=True)
 
 
-def adequacy_table(seeds=(2, 3)) -> list[str]:
-    """How many benchmark chains the default model describes (adequacy.jsonl)."""
-    recs = [r for r in _records(ADEQUACY) if r["seed"] in seeds]
+def adequacy(seeds: list[int], jobs: int = 2) -> None:
+    """Adequacy of the default model on every chain of ``seeds`` (all generations, the
+    trait axes), ``jobs`` chains at a time; records in adequacy.jsonl."""
+    done = {r["chain"] for r in _records(ADEQUACY)}
+    names = [n for n in pack.chain_names() if design_of(n)[1] in seeds and n not in done]
+
+    def show(rec, minutes):
+        a = rec["adequacy"]
+        return (f"{rec['chain']}: ok={a['ok']} PIT p={a['pit_test']['p_value']:.2g} "
+                f"coverage {a['coverage90']:.2f} ppc_ok={a['ppc_ok']} "
+                f"({rec['seconds']:.0f} s; {minutes:.1f} min in)")
+
+    per_chain(adequacy_one, names, ADEQUACY, jobs, show)
+
+
+def adequacy_table(seeds=(2, 3), path: Path = ADEQUACY, which: str = "") -> list[str]:
+    """How many benchmark chains the default model describes (adequacy.jsonl; ``which``
+    says which model when it is not today's)."""
+    recs = [r for r in _records(path) if r["seed"] in seeds]
     if not recs:
         return []
     seeds = sorted({r["seed"] for r in recs})
@@ -375,8 +394,8 @@ def adequacy_table(seeds=(2, 3)) -> list[str]:
     pit = [r for r in recs if r["adequacy"]["pit_test"]["p_value"] >= 0.01]
     cov = np.array([r["adequacy"]["coverage90"] for r in recs])
     conv = sum(bool(r["diagnostics"]["ok"]) for r in recs)
-    return ["## Does the default model describe the benchmark's chains?", "",
-            f"The default model on all 16 generations of each chain of seeds "
+    return ["## Does the default model describe the benchmark's chains?" + which, "",
+            f"The default model{which} on all 16 generations of each chain of seeds "
             f"{' and '.join(map(str, seeds))} (the trait axes), checked as `qtrait fit` "
             "checks it (docs/models.md section 11: one-step PITs from exact refits, "
             "Rao-Scott F test clustered by generation; one-step 90% coverage; "
@@ -390,6 +409,65 @@ def adequacy_table(seeds=(2, 3)) -> list[str]:
             f"{int(np.sum((cov >= 0.85) & (cov <= 0.95)))} | {np.median(cov):.3f} "
             f"[{cov.min():.3f}, {cov.max():.3f}] | "
             f"{sum(bool(r['adequacy']['ppc_ok']) for r in recs)} | {conv} |"]
+
+
+SHOCK = HERE / "shock.jsonl"
+#: the prior the seed-1 fits of ``shock`` use: LogNormal(log 0.1, 1.5), 90% of its mass
+#: between 0.009 and 1.2 (a shock of 1% to a factor of 3 in every cell's variance)
+SHOCK_WIDE_PRIOR = (float(np.log(0.1)), 1.5)
+
+
+def shock_one(name: str) -> dict:
+    """The breeder with the wide shock prior on all of one chain's generations (trait
+    axes): the posterior of the generation shock's SD and of each generation's shock."""
+    from dataclasses import replace
+
+    from qtrait.fit import SamplerSettings, fit
+    from qtrait.models import get_spec
+    from qtrait.rundir import open_run
+
+    f = config()["fit"]
+    settings = SamplerSettings(chains=f["chains"], draws=f["draws"], tune=f["tune"], cores=1)
+    run = open_run(OPENED / name)
+    run = run.select(traits=run.axes)
+    spec = get_spec("breeder")
+    spec = replace(spec, priors=dict(spec.priors) | {"gen_shock_sd": SHOCK_WIDE_PRIOR})
+    t0 = time.perf_counter()
+    res = fit(run, "breeder", settings, save=False, spec=spec)
+    post = res.idata.posterior
+    sd = post["gen_shock_sd"].values.ravel()
+    e = post["gen_shock"].median(("chain", "draw")).values
+    design, seed = design_of(name)
+    return {"chain": name, "design": design, "seed": seed, "prior": list(SHOCK_WIDE_PRIOR),
+            "sd_quantiles": dict(zip(("q05", "q50", "q95"),
+                                     np.quantile(sd, [0.05, 0.5, 0.95]).round(4).tolist())),
+            "log_sd_mean": round(float(np.log(sd).mean()), 4),
+            "log_sd_sd": round(float(np.log(sd).std()), 4),
+            "shock_median": e.round(4).tolist(), "diagnostics": res.diagnostics,
+            "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def shock(jobs: int = 2) -> None:
+    """:func:`shock_one` for every seed-1 chain not yet in shock.jsonl."""
+    done = {r["chain"] for r in _records(SHOCK)}
+    names = [n for n in pack.chain_names() if design_of(n)[1] == 1 and n not in done]
+
+    def show(rec, minutes):
+        q = rec["sd_quantiles"]
+        return (f"{rec['chain']}: shock SD {q['q50']:.3f} [{q['q05']:.3f}, {q['q95']:.3f}]"
+                f" ok={rec['diagnostics']['ok']} ({rec['seconds']:.0f} s)")
+
+    per_chain(shock_one, names, SHOCK, jobs, show)
+
+
+def shock_prior() -> tuple[float, float]:
+    """The default prior of the shock's SD from the seed-1 fits: LogNormal with the mean
+    of the chains' posterior log SD, and an SD that holds both the spread between the
+    chains and each chain's own posterior spread (the root of their mean squares)."""
+    recs = _records(SHOCK)
+    means = np.array([r["log_sd_mean"] for r in recs])
+    within = np.array([r["log_sd_sd"] for r in recs])
+    return float(means.mean()), float(np.sqrt(means.var() + (within ** 2).mean()))
 
 
 def prior_sensitivity(seeds=(2, 3), k: int = 3, factors=(0.5, 2.0), most: int = 8) -> None:
@@ -482,7 +560,9 @@ def report() -> None:
              "marker.", ""]
     lines += (benchmark_table() + [""] + benchmark_checks() + [""] + nochange_table() + [""]
               + scores_table() + [""] + k_table() + [""] + q_d_table() + [""]
-              + priors_table() + [""] + adequacy_table() + [""]
+              + shock_fits_table() + [""] + shock_table() + [""] + priors_table() + [""] + adequacy_table() + [""]
+              + adequacy_table(path=ADEQUACY_NOSHOCK,
+                               which=" (before the generation shock, 2026-12-05)") + [""]
               + full_timing())
     write_results(HERE, "\n".join(lines))
     k_figure(ROOT / "docs" / "figures" / "benchmark_k.png")
@@ -698,26 +778,119 @@ def scores_table(seeds=(2, 3)) -> list[str]:
     return out
 
 
+def shock_fits_table() -> list[str]:
+    """The seed-1 fits that set the shock's prior (shock.jsonl)."""
+    recs = sorted(_records(SHOCK), key=lambda r: r["chain"])
+    if not recs:
+        return []
+    m, sd = shock_prior()
+    out = ["## The generation shock on the seed-1 chains", "",
+           "The breeder with a wide prior on the generation shock's SD (LogNormal("
+           f"{SHOCK_WIDE_PRIOR[0]:.2f}, {SHOCK_WIDE_PRIOR[1]}): step `shock`) on all 16 "
+           "generations of each seed-1 chain (trait axes): the SD's posterior median and "
+           "90% interval, the generation-1 shock and the lag-1 correlation of the shocks "
+           "of generations 2-15 (posterior medians; a persistent shock is a trend the map "
+           f"lacks). Default prior from these: LogNormal({m:.2f}, {sd:.2f}), median "
+           f"{np.exp(m):.3f}.", "",
+           "| chain | SD median | 90% interval | shock at generation 1 | lag-1 correlation, "
+           "generations 2-15 | fit passes its diagnostics |", "|---|---|---|---|---|---|"]
+    for r in recs:
+        q, e = r["sd_quantiles"], np.array(r["shock_median"])
+        lag = np.corrcoef(e[1:-1], e[2:])[0, 1]
+        out.append(f"| {r['chain']} | {q['q50']:.3f} | [{q['q05']:.3f}, {q['q95']:.3f}] | "
+                   f"{e[0]:+.2f} | {lag:.2f} | {'yes' if r['diagnostics']['ok'] else 'no'} |")
+    return out
+
+
+def shock_table(seeds=(2, 3)) -> list[str]:
+    """The breeder with the generation shock (backtest.jsonl) against the same breeder
+    without it (backtest_noshock.jsonl): the same chains and K of ``seeds``, per subset
+    (non-trivial uncensored, censored at the last generation, all); paired differences
+    bootstrapped by design."""
+    import pandas as pd
+
+    def model_rows(path):
+        recs = [r for r in _records(path) if r["seed"] in seeds and r["scores"]]
+        d = pd.DataFrame([x for x in rows_of(recs) if x["method"] == "model"])
+        return d.set_index(["chain", "K"]) if len(d) else d
+
+    new, old = model_rows(BACKTEST), model_rows(NOSHOCK)
+    if not len(new) or not len(old):
+        return []
+    out = ["## The generation shock: kept only if the held-out generations prefer it", "",
+           "The default model with its generation shock (docs/models.md 4.1; its prior set "
+           "on the seed-1 chains, step `shock`) against the same model without it (records "
+           "of 2026-12-05 in backtest_noshock.jsonl), forecasting the same chains of seeds "
+           f"{' and '.join(map(str, seeds))} from the same generations. Chains: "
+           "non-trivial (the horizon at or after K, not censored), censored (no crossing "
+           "by generation 15), all. RPS: lower is better; LFO elpd: the leave-future-out "
+           "log density of the held-out generations' statistics per generation, higher is "
+           "better. Differences: without minus with for RPS, with minus without for the "
+           "elpd (positive: the shock helps), mean over chains with a 90% interval from "
+           "2000 bootstrap resamples of the designs.", "",
+           "| K | chains | n | RPS without | RPS with | RPS difference [90%] | rand. cov. 90% "
+           "without | with | median abs err without | with | LFO elpd difference [90%] | "
+           "converged without | with |", "|" + "---|" * 13]
+    subsets = {"non-trivial": lambda d: ~d["trivial"] & ~d["censored"],
+               "censored": lambda d: d["censored"], "all": lambda d: d["K"] > 0}
+    for k in sorted({i[1] for i in new.index}):
+        for name, pick in subsets.items():
+            idx = [i for i in new.index if i[1] == k and i in old.index]
+            a = old.loc[idx].reset_index()
+            a = a[pick(a).to_numpy()]
+            if not len(a):
+                continue
+            a = a.set_index(["chain", "K"])
+            b = new.loc[a.index]
+            cells = []
+            for diff in (a["rps"] - b["rps"], b["lfo_elpd"] - a["lfo_elpd"]):
+                by: dict = {}
+                for (chain, _), v in diff.items():
+                    by.setdefault(design_of(chain)[0], []).append(v)
+                lo, hi = _bootstrap_by_design({d: np.array(v) for d, v in by.items()})
+                cells.append(f"{diff.mean():+.2f} [{lo:+.2f}, {hi:+.2f}]")
+            out.append(f"| {k} | {name} | {len(a)} | {a['rps'].mean():.2f} | "
+                       f"{b['rps'].mean():.2f} | {cells[0]} | "
+                       f"{a['covered_random'].mean():.2f} | {b['covered_random'].mean():.2f}"
+                       f" | {a['abs_error'].median():.1f} | {b['abs_error'].median():.1f} | "
+                       f"{cells[1]} | {int(a['ok'].sum())} | {int(b['ok'].sum())} |")
+    return out
+
+
 def full_timing() -> list[str]:
-    """The cost of the whole benchmark backtest (K = 2, 3, 5, seeds 1-3) in one run: the
-    last ``backtest`` step of timing.jsonl that covered it."""
-    runs = [t for t in _records(TIMING) if t["step"] == "backtest" and t["backtests"] >= 144]
-    recs = [r for r in _records(BACKTEST) if r["scores"] and r["K"] in (2, 3, 5)]
+    """The cost of the whole benchmark backtest (K = 2, 3, 5, seeds 1-3) in one run (the
+    last ``backtest`` step of timing.jsonl that covered it, before the generation shock),
+    and of the latest backtest step after it."""
+    steps = [t for t in _records(TIMING) if t["step"] == "backtest"]
+    runs = [t for t in steps if t["backtests"] >= 144]
+    recs = [r for r in _records(NOSHOCK) if r["scores"] and r["K"] in (2, 3, 5)]
     if not runs or not recs:
         return []
     t = runs[-1]
     n_ok = sum(bool(r["diagnostics"].get("ok")) for r in recs)
-    return ["## The cost of the full backtest", "",
-            f"The whole benchmark backtest (seeds {', '.join(map(str, t['seeds']))}; K = "
-            f"{', '.join(map(str, t['K']))}: {t['backtests']} forecasts, each with its six "
-            f"baselines and scores) ran as one step in {t['jobs']} local processes "
-            f"(`python analyses/benchmark/run.py backtest --seeds 1,2,3 --jobs "
-            f"{t['jobs']}`) on the {t['cpus']}-core development machine ({t['machine']}, "
-            f"{t['date']}): {t['wall_seconds'] / 60:.1f} min wall, median "
-            f"{np.median([r['seconds'] for r in recs]):.0f} s a forecast inside its "
-            f"process; {n_ok} of {len(recs)} fits pass their diagnostics. Every score "
-            "equals the one-process run's (each fit and forecast has its own seed). Seed 1 "
-            "chose the settings, so its scores are not in the tables above."]
+    out = ["## The cost of the full backtest", "",
+           f"The whole benchmark backtest (seeds {', '.join(map(str, t['seeds']))}; K = "
+           f"{', '.join(map(str, t['K']))}: {t['backtests']} forecasts, each with its six "
+           f"baselines and scores) ran as one step in {t['jobs']} local processes "
+           f"(`python analyses/benchmark/run.py backtest --seeds 1,2,3 --jobs "
+           f"{t['jobs']}`) on the {t['cpus']}-core development machine ({t['machine']}, "
+           f"{t['date']}), with the model before the generation shock: "
+           f"{t['wall_seconds'] / 60:.1f} min wall, median "
+           f"{np.median([r['seconds'] for r in recs]):.0f} s a forecast inside its "
+           f"process; {n_ok} of {len(recs)} fits pass their diagnostics. Every score "
+           "equals the one-process run's (each fit and forecast has its own seed). Seed 1 "
+           "chose the settings, so its scores are not in the tables above."]
+    last = steps[-1]
+    new = [r for r in _records(BACKTEST) if r["scores"]]
+    if last is not t and new:
+        ok = sum(bool(r["diagnostics"].get("ok")) for r in new)
+        out += ["", f"With the generation shock (seeds {', '.join(map(str, last['seeds']))};"
+                f" K = {', '.join(map(str, last['K']))}: {last['backtests']} forecasts, "
+                f"{last['jobs']} processes, {last['date']}): "
+                f"{last['wall_seconds'] / 60:.1f} min wall, median "
+                f"{np.median([r['seconds'] for r in new]):.0f} s a forecast; {ok} of "
+                f"{len(new)} fits pass their diagnostics."]
+    return out
 
 
 def k_table(seeds=(2, 3)) -> list[str]:
@@ -810,7 +983,7 @@ def k_figure(path: Path, seeds=(2, 3)) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("step", choices=("pilot", "nochange", "statespace", "backtest", "k1",
-                                     "zeroshot", "priors", "adequacy", "report"))
+                                     "zeroshot", "priors", "adequacy", "shock", "report"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "benchmark"))
     ap.add_argument("--seeds", default="2,3")
     ap.add_argument("--k", default="2,3,5")
@@ -833,6 +1006,11 @@ def main(argv=None) -> None:
         prior_sensitivity()
     elif a.step == "adequacy":
         adequacy([int(x) for x in a.seeds.split(",")], a.jobs)
+    elif a.step == "shock":
+        shock(a.jobs)
+        m, sd = shock_prior()
+        print(f"prior of the shock's SD from seed 1: LogNormal(mu = {m:.3f} "
+              f"(median {np.exp(m):.3f}), sigma = {sd:.3f})")
     else:
         report()
 

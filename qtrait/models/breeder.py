@@ -20,6 +20,18 @@ guided set's sufficient statistics are the observations:
 (kappa the set's excess kurtosis floored at 0; sigma_learn and tau the learning noise of
 finetuning on the mean and log variance). log lambda, gamma and V_m are partially pooled
 over the cells (non-centred).
+
+Generation shock. One finetuning run makes a whole generation: what it happens to learn
+moves every cell of that generation together, which the per-cell noise tau cannot say
+(140 independent cell shocks average out in the pooled variance ratio a horizon reads).
+With the prior ``gen_shock_sd`` the variance map carries a shock shared by the cells of
+a run in each generation,
+
+    V_t = (lambda s2_{t-1} + V_m) exp(e_t),    e_t ~ Normal(0, sigma_gen)
+
+(``gen_shock``; generation 0 has none; how they are sampled:
+:meth:`BreederSpec.generation_shocks`). A forecast draws new shocks for the generations it has not seen, so a chain-wide surprise in one
+generation widens every later horizon. Without the prior key the model has no shock.
 """
 
 from __future__ import annotations
@@ -42,6 +54,11 @@ DEFAULT_PRIORS = {
     "sigma_learn": 0.1,                    # HalfNormal: learning noise on the mean
     "tau": 0.2,                            # HalfNormal: learning noise on log variance
     "intercept": (0.0, 0.5),               # Normal: beta = -gamma c without an uncond probe
+    # LogNormal(mu, sigma) of the generation shock's SD, learned on the benchmark's seed-1
+    # chains (analyses/benchmark/run.py shock: posterior medians 0.065-0.28 over 16 designs,
+    # larger at high w): median exp(-2.08) = 0.125, sigma 0.45 holds both the spread
+    # between those chains and each one's posterior spread
+    "gen_shock_sd": (-2.08, 0.45),
 }
 
 
@@ -64,8 +81,14 @@ class BreederSpec(ModelSpec):
     name: str = "breeder"
     priors: dict = field(default_factory=lambda: dict(DEFAULT_PRIORS))
     #: scientific parameters reported by `qtrait fit`
-    reported = ("lambda", "gamma", "v_mut", "v_star", "sigma_learn", "tau")
-    population = ("log_lambda_mu", "log_lambda_sd", "gamma_mu", "gamma_sd", "v_mut_scale")
+    reported = ("lambda", "gamma", "v_mut", "v_star", "sigma_learn", "tau", "gen_shock_sd")
+    population = ("log_lambda_mu", "log_lambda_sd", "gamma_mu", "gamma_sd", "v_mut_scale",
+                  "gen_shock_sd")
+
+    @property
+    def has_shock(self) -> bool:
+        """Whether the variance map carries the generation shock (module docstring)."""
+        return "gen_shock_sd" in self.priors
 
     def describe(self) -> str:
         return ("breeder: V_t = lambda s2_{t-1} + V_m; mu_t - c = (1 + gamma)(zbar_{t-1} - c);"
@@ -81,21 +104,71 @@ class BreederSpec(ModelSpec):
             out["data_center"] = center
         return out
 
+    def coords(self, cd: ChainData, lay):
+        c = super().coords(cd, lay)
+        if self.has_shock:
+            c["shock_generation"] = cd.generations[1:]
+        return c
+
+    def generation_shocks(self, cd: ChainData):
+        """(e, mean): the shocks e_t of generations 1.. (a deterministic ``gen_shock``)
+        and their mean, or (None, None) without the prior key.
+
+        Sampled as the mean and the deviations from it: iid e_t ~ Normal(0, sigma) over n
+        generations is e-bar ~ Normal(0, sigma / sqrt(n)) plus an independent zero-sum
+        vector (PyMC's ZeroSumNormal with the same sigma). The split is what lets
+        :meth:`cell_parameters` take the mean out of the likelihood (its docstring)."""
+        if not self.has_shock:
+            return None, None
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        n = cd.G - 1
+        sd = pm.LogNormal("gen_shock_sd", *self.priors["gen_shock_sd"])
+        mean = sd * pm.Normal("gen_shock_mean_z", 0.0, 1.0) / np.sqrt(n)
+        dev = (sd * pm.ZeroSumNormal("gen_shock_dev_z", sigma=1.0, dims="shock_generation")
+               if n > 1 else pt.zeros(1))
+        return pm.Deterministic("gen_shock", mean + dev, dims="shock_generation"), mean
+
     # the three pooled cell parameters; hier overrides the population locations
-    def cell_parameters(self, cd: ChainData, locs=None):
+    def cell_parameters(self, cd: ChainData, locs=None, shift=None):
+        """lambda, gamma and V_m per cell.
+
+        ``shift``: the mean generation shock e-bar. The likelihood sees lambda and V_m
+        only through (lambda s2 + V_m) exp(e-bar + deviation), so lambda e^e-bar and
+        V_m e^e-bar are what the data pin down, and e-bar trades against log lambda's
+        location and V_m's scale along an exact ridge that slows the sampler (the fit
+        of chain_042 took about 2.5 times as long). So those two are sampled shifted:
+        log_lambda_mu_shifted ~ Normal(mu + e-bar, sd) and v_mut_scale_shifted ~
+        HalfNormal(scale e^e-bar), the same priors moved by e-bar, and the model's
+        log_lambda_mu, v_mut_scale, lambda and V_m are the shifted ones times e^-e-bar.
+        The posterior is the same; e-bar is then informed by the priors alone."""
         import pymc as pm
         import pytensor.tensor as pt
 
         p = self.priors
         locs = locs or {}
-        lam = pm.Deterministic("lambda", pt.exp(pooled(
-            "log_lambda", p["log_lambda_mu"], p["log_lambda_sd"],
-            group_loc=locs.get("log_lambda"))), dims="cell")
+        if shift is not None and locs:
+            raise ValueError("the generation shock with regressed locations (hier) is not "
+                             "built")
+        if shift is None:
+            lam = pm.Deterministic("lambda", pt.exp(pooled(
+                "log_lambda", p["log_lambda_mu"], p["log_lambda_sd"],
+                group_loc=locs.get("log_lambda"))), dims="cell")
+            scale = locs.get("v_mut_scale")
+            if scale is None:
+                scale = pm.HalfNormal("v_mut_scale", p["v_mut_scale"])
+        else:
+            loc, loc_sd = p["log_lambda_mu"]
+            shifted = pm.Normal("log_lambda_mu_shifted", loc + shift, loc_sd)
+            pm.Deterministic("log_lambda_mu", shifted - shift)
+            lam = pm.Deterministic("lambda", pt.exp(pooled(
+                "log_lambda", p["log_lambda_mu"], p["log_lambda_sd"], group_loc=shifted)
+                - shift), dims="cell")
+            scale = pm.Deterministic("v_mut_scale", pm.HalfNormal(
+                "v_mut_scale_shifted", p["v_mut_scale"] * pt.exp(shift)) * pt.exp(-shift))
         gamma = pm.Deterministic("gamma", pooled("gamma", p["gamma_mu"], p["gamma_sd"],
                                                  group_loc=locs.get("gamma")), dims="cell")
-        scale = locs.get("v_mut_scale")
-        if scale is None:
-            scale = pm.HalfNormal("v_mut_scale", p["v_mut_scale"])
         vm_z = pm.HalfNormal("v_mut_z", 1.0, dims="cell")
         v_mut = pm.Deterministic("v_mut", scale * vm_z, dims="cell")
         return lam, gamma, v_mut
@@ -110,7 +183,8 @@ class BreederSpec(ModelSpec):
         with pm.Model(coords=self.coords(cd, lay)) as model:
             D = self.data_vars(cd)
             locs = locs_fn(cd) if locs_fn is not None else None
-            lam, gamma, v_mut = self.cell_parameters(cd, locs)
+            shocks, shock_mean = self.generation_shocks(cd)
+            lam, gamma, v_mut = self.cell_parameters(cd, locs, shift=shock_mean)
             pm.Deterministic("v_star", pt.switch(lam < 1, v_mut / (1 - lam), np.inf),
                              dims="cell")
             sigma = pm.HalfNormal("sigma_learn", p["sigma_learn"])
@@ -122,6 +196,8 @@ class BreederSpec(ModelSpec):
                 beta = pm.Deterministic("intercept", -gamma * center, dims="cell")
             # row 0 (generation 0, the real data) is not modelled: the layout never reads it
             V = lam * D["prev_var"] + v_mut
+            if shocks is not None:   # generation 0 (row 0) has no shock
+                V = V * pt.exp(pt.concatenate([pt.zeros(1), shocks]))[:, None]
             mu = (1 + gamma) * D["prev_mean"] + beta
             pm.Deterministic("guided_mean", mu, dims=("generation", "cell"))
             pm.Deterministic("guided_var", V, dims=("generation", "cell"))
@@ -142,11 +218,15 @@ class BreederSpec(ModelSpec):
                   else np.full(lam.shape, np.nan))
         sigma = draws["sigma_learn"][:, None]
         tau = draws["tau"][:, None]
+        shock_sd = draws.get("gen_shock_sd")
         st = start_state(cd, start, lam.shape)
         out = {k: np.empty((S, t_end - start + 1, cd.J)) for k in FORWARD_KEYS}
         for i in range(t_end - start + 1):
             V = (lam * st.parents.var + v_mut) * np.exp(
                 tau * rng.standard_normal(lam.shape) - tau ** 2 / 2)
+            if shock_sd is not None:   # one shock per run and generation, all its cells
+                e = shock_sd[:, None] * rng.standard_normal((S, len(cd.runs)))
+                V = V * np.exp(e[:, cd.run_of_cell])
             mu = (1 + gamma) * st.parents.mean + beta + sigma * rng.standard_normal(lam.shape)
             zbar, s2 = sample_guided(rng, mu, V, st.n, st.kurt, st.skew)
             st.parents.add(st.n, zbar, s2)

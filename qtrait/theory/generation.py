@@ -165,6 +165,7 @@ def generation_step(obs_mean, obs_var, previous_learned: tuple, g0: Generation0,
         gv = np.asarray(params.lam) * obs_var + params.v_mut
         if learn_noise is not None:
             gm = gm + learn_noise[0]
+            gv = gv * np.exp(learn_noise[1])
         nan = np.full(np.shape(gm), np.nan)
         return StepResult(nan, nan, g0.m_uncond + 0 * gm, g0.v_uncond + 0 * gm, gm, gv,
                           nan, nan, nan, nan, np.ones(np.shape(gm), dtype=bool))

@@ -92,10 +92,11 @@ FAST = ("--chains", "2", "--draws", "400", "--tune", "400")
 
 
 def test_breeder_is_adequate_on_a_chain_from_its_own_model(cli, tmp_path):
-    # a breeder chain (4 concepts x 4 traits, 10 generations, 400 images a concept): the
-    # one-step PITs of 16 cells x 7 predicted generations x 2 statistics = 224 values
-    # are uniform (p >= 0.01), the 90% coverage lies in [0.85, 0.95] (SE about 0.02
-    # under calibration, so the band is +-2.5 SE) and no per-generation PPC rejects
+    # a breeder chain (4 concepts x 4 traits, 10 generations, 400 images a concept, a
+    # generation shock of SD 0.12, the prior's median): the one-step PITs of 16 cells x
+    # 7 predicted generations x 2 statistics = 224 values are uniform (p >= 0.01), the
+    # 90% coverage lies in [0.85, 0.95] (SE about 0.02 under calibration, so the band is
+    # +-2.5 SE) and no per-generation PPC rejects
     import json
 
     from qtrait.simulate import ChainTruth, TraitTruth, write_simulated_run
@@ -103,7 +104,8 @@ def test_breeder_is_adequate_on_a_chain_from_its_own_model(cli, tmp_path):
     traits = tuple(TraitTruth(f"t{k}", lam=0.8 + 0.04 * k, gamma=0.02, v_mut=0.05,
                               m_uncond=-1.0) for k in range(4))
     truth = ChainTruth(traits=traits, model="breeder", generations=10, images=400,
-                       probe_w1=0, probe_uncond=0, concepts=("a", "b", "c", "d"), seed=3)
+                       probe_w1=0, probe_uncond=0, concepts=("a", "b", "c", "d"),
+                       shock_sd=0.12, seed=3)
     run = write_simulated_run(tmp_path / "own", truth)
     res = cli("fit", run, *FAST, "--json")
     assert res.code == 0, res.err
@@ -116,8 +118,9 @@ def test_breeder_is_adequate_on_a_chain_from_its_own_model(cli, tmp_path):
 
 def test_a_misfitting_model_is_said_to_fail(cli, tmp_path):
     # a chain whose variance alternates (x0.4, then x2.5: no first-order map of the
-    # previous generation's variance can predict it): the check rejects the breeder, and
-    # the text output says so next to the diagnostics
+    # previous generation's variance can predict it), in opposite phase in concepts a, b
+    # and c, d (so the generation shock, which all cells share, cannot absorb it): the
+    # check rejects the breeder, and the text output says so next to the diagnostics
     import json
 
     import pandas as pd
@@ -127,8 +130,8 @@ def test_a_misfitting_model_is_said_to_fail(cli, tmp_path):
     rng = np.random.default_rng(5)
     rows = []
     for g in range(10):
-        sd = 1.0 if g % 2 == 0 else np.sqrt(0.4)
         for c in ("a", "b", "c", "d"):
+            sd = 1.0 if (g + (c in "cd")) % 2 == 0 else np.sqrt(0.4)
             x = rng.normal(0.0, sd, size=(300, 3))
             rows.append(pd.DataFrame(x, columns=["t0", "t1", "t2"]).assign(
                 generation=g, set="guided", concept=c))

@@ -98,8 +98,15 @@ def test_lora_reloads_through_load_lora_weights(sd_run, sd_assets):
 
 def test_killed_sd_chain_resumes_identically(sd_assets, sd_run, tmp_path, cli):
     """Killed in generation 2 and resumed with a smaller sampling batch (a run-time
-    setting: each image has its own noise generator), the chain is identical to the
-    uninterrupted one, and the manifest records the override."""
+    setting: each image has its own noise generator), the chain is the uninterrupted one,
+    and the manifest records the override.
+
+    Identical noise, not identical arithmetic: a batch of 3 and a batch of 8 run the
+    UNet's convolutions on different shapes, and on some CPUs that moves the last bits
+    (a fresh 2-core machine, 2026-12-06: 1 to 2 of 60 values of a trait differed, by up
+    to 5e-4, after the next generation's finetune; another machine gave identical
+    tables). So the tables agree to 1e-3 (absolute and relative), far below the traits'
+    spread of order 1."""
     out = tmp_path / "killed"
     proc = run_chain_killed_mid_generation_2(sd_raw_config(sd_assets), out)
     assert proc.returncode == -signal.SIGKILL, proc.stderr
@@ -108,7 +115,7 @@ def test_killed_sd_chain_resumes_identically(sd_assets, sd_run, tmp_path, cli):
     res = cli("chain", "resume", out, "--set", "sd.sample_batch_size=3", "--quiet")
     assert res.code == 0, res.err
     a, b = open_run(out).long_table(), open_run(sd_run).long_table()
-    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-3, atol=1e-3)
     extra = open_run(out).manifest["extra"]
     [rec] = extra["resume_overrides"]
     assert rec["from_generation"] == 2 and rec["changes"] == {"sd.sample_batch_size": [8, 3]}

@@ -1,0 +1,132 @@
+"""The breeder's generation shock (qtrait/models/breeder.py): one variance shock per run and
+generation, shared by all of the run's cells; sampled in the fit, drawn anew in forecasts."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from qtrait.fit import SamplerSettings, fit
+from qtrait.models import chain_data, fit_data, get_spec
+from qtrait.rundir import open_run
+from qtrait.simulate import ChainTruth, TraitTruth, simulate_tables, write_simulated_run
+
+pytest.importorskip("nutpie")
+
+SETTINGS = SamplerSettings(chains=2, draws=500, tune=500, seed=0)
+CONCEPTS = ("a", "b", "c")
+
+
+def truth(seed: int, shock_sd: float, generations: int = 10) -> ChainTruth:
+    rng = np.random.default_rng(300 + seed)
+    traits = tuple(TraitTruth(f"t{k}", lam=rng.uniform(0.6, 0.9), gamma=0.0,
+                              v_mut=rng.uniform(0.02, 0.1), m_uncond=0.0) for k in range(3))
+    return ChainTruth(traits=traits, model="breeder", generations=generations, images=200,
+                      probe_w1=0, probe_uncond=0, concepts=CONCEPTS, shock_sd=shock_sd,
+                      seed=seed)
+
+
+def realised_shocks(t: ChainTruth) -> np.ndarray:
+    """log(V_t / (lambda s2_{t-1} + V_m)) of the simulated chain, generations 1.., one per
+    generation (the same in every cell: checked)."""
+    tables, latent = simulate_tables(t)
+    names = [x.name for x in t.traits]
+    lam = np.array([x.lam for x in t.traits])
+    vm = np.array([x.v_mut for x in t.traits])
+    out = []
+    for g in range(1, t.generations):
+        s2 = tables[g - 1]["guided"].groupby("concept", sort=False)[names].var(ddof=1)
+        s2 = s2.loc[list(CONCEPTS)].to_numpy()
+        e = np.log(latent["guided_var"][g] / (lam * s2 + vm))
+        np.testing.assert_allclose(e, e[0, 0], atol=1e-9)
+        out.append(e[0, 0])
+    return np.array(out)
+
+
+def test_forecasts_draw_one_shock_per_generation_for_every_cell(tmp_path):
+    # with every other noise off, the forward map's latent variance over lambda s2 + V_m
+    # is exp(e_t), the same in all 9 cells, and e_t's SD over 4000 draws is the draws'
+    # shock SD 0.2 (the SD of an SD estimate from 4000 normals is 0.2 / sqrt(8000) =
+    # 0.0022: 0.01 is 4.5 of them); without a shock SD in the draws the ratio is 1
+    run = open_run(write_simulated_run(tmp_path / "r", truth(0, 0.0, generations=4)))
+    spec = get_spec("breeder")
+    cd = chain_data([fit_data(run)])
+    S, J = 4000, cd.J
+    draws = {"lambda": np.full((S, J), 0.8), "gamma": np.zeros((S, J)),
+             "v_mut": np.full((S, J), 0.05), "intercept": np.zeros((S, J)),
+             "sigma_learn": np.zeros(S), "tau": np.zeros(S)}
+    parents = cd.sets["guided"].var[cd.G - 1]
+    for sd in (0.2, None):
+        d = draws | ({"gen_shock_sd": np.full(S, sd)} if sd else {})
+        fwd = spec.forward(d, cd, start=cd.G, t_end=cd.G, rng=np.random.default_rng(1))
+        ratio = fwd["guided_var"][:, 0] / (0.8 * parents + 0.05)
+        if sd is None:
+            np.testing.assert_allclose(ratio, 1.0)
+            continue
+        np.testing.assert_allclose(ratio, ratio[:, :1] * np.ones((1, J)))
+        assert abs(np.log(ratio[:, 0]).std() - sd) < 0.01
+
+
+def test_without_the_prior_key_the_model_has_no_shock(tmp_path):
+    run = open_run(write_simulated_run(tmp_path / "r", truth(0, 0.0, generations=3)))
+    cd = chain_data([fit_data(run)])
+    spec = get_spec("breeder")
+    with_shock = spec.build(cd)
+    priors = {k: v for k, v in spec.priors.items() if k != "gen_shock_sd"}
+    without = replace(spec, priors=priors).build(cd)
+    assert {"gen_shock_sd", "gen_shock_mean_z", "gen_shock_dev_z"} <= set(with_shock.named_vars)
+    assert "gen_shock_sd" not in without.named_vars
+    assert "gen_shock_sd" not in get_spec("hier").priors
+
+
+def test_breeder_recovers_the_generation_shock(tmp_path):
+    # 8 chains (3 concepts x 3 traits, 10 generations, 200 images) with shock SDs drawn
+    # from U(0.05, 0.25): the 90% interval of gen_shock_sd covers the truth (one-sided
+    # binomial test against coverage below 0.9 at level 0.001, as the other recovery
+    # tests), and each chain's posterior-median shocks track the realised ones
+    # (correlation >= 0.8 in the median chain: each shock is read from 9 cells whose
+    # variance ratios have sampling SD about sqrt(2/199) = 0.1, so SE about 0.035 against
+    # shocks of SD 0.05-0.25)
+    hits, corrs = [], []
+    for seed in range(8):
+        sd = float(np.random.default_rng(seed).uniform(0.05, 0.25))
+        t = truth(seed, sd)
+        run = open_run(write_simulated_run(tmp_path / f"s{seed}", t))
+        post = fit(run, "breeder", SETTINGS, save=False).idata.posterior
+        lo, hi = np.quantile(post["gen_shock_sd"].values, [0.05, 0.95])
+        hits.append(lo <= sd <= hi)
+        est = post["gen_shock"].median(("chain", "draw")).values
+        corrs.append(np.corrcoef(est, realised_shocks(t))[0, 1])
+    p = stats.binomtest(int(np.sum(hits)), len(hits), 0.9, alternative="less").pvalue
+    assert p > 0.001, f"covered {np.sum(hits)}/{len(hits)}"
+    assert np.median(corrs) >= 0.8, corrs
+
+
+def test_the_shifted_parameterisation_keeps_the_priors(tmp_path):
+    # the shock's mean is sampled apart from its deviations, and lambda's location and
+    # V_m's scale are sampled shifted by it (BreederSpec.cell_parameters): the model's
+    # priors must be the stated ones. 4000 prior draws: log_lambda_mu ~ Normal(log 0.8,
+    # 0.5) and v_mut_scale ~ HalfNormal(0.3) by Kolmogorov-Smirnov (p > 0.001), and the
+    # shocks e_t / sigma_gen iid standard normal: variance 1 and lag-1 correlation 0
+    # within 0.06 (the SE of each over 4000 x 5 or 4000 x 4 values is below 0.015)
+    import pymc as pm
+
+    run = open_run(write_simulated_run(tmp_path / "r", truth(0, 0.0, generations=6)))
+    spec = get_spec("breeder")
+    model = spec.build(chain_data([fit_data(run)]))
+    names = ["log_lambda_mu", "v_mut_scale", "gen_shock", "gen_shock_sd"]
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the likelihood (a Potential) is ignored: right here
+        prior = pm.sample_prior_predictive(draws=4000, var_names=names, random_seed=3).prior
+    mu, sd = spec.priors["log_lambda_mu"]
+    assert stats.kstest(prior["log_lambda_mu"].values.ravel(), "norm", (mu, sd)).pvalue > 1e-3
+    assert stats.kstest(prior["v_mut_scale"].values.ravel(), "halfnorm",
+                        (0, spec.priors["v_mut_scale"])).pvalue > 1e-3
+    z = (prior["gen_shock"] / prior["gen_shock_sd"]).values.reshape(4000, -1)
+    assert z.shape[1] == 5
+    assert abs(z.var() - 1.0) < 0.06
+    assert abs(np.corrcoef(z[:, :-1].ravel(), z[:, 1:].ravel())[0, 1]) < 0.06
