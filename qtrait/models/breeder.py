@@ -30,8 +30,9 @@ a run in each generation,
     V_t = (lambda s2_{t-1} + V_m) exp(e_t),    e_t ~ Normal(0, sigma_gen)
 
 (``gen_shock``; generation 0 has none; how they are sampled:
-:meth:`BreederSpec.generation_shocks`). A forecast draws new shocks for the generations it has not seen, so a chain-wide surprise in one
-generation widens every later horizon. Without the prior key the model has no shock.
+:meth:`BreederSpec.generation_shocks`). A forecast draws new shocks for the generations
+it has not seen, so a chain-wide surprise in one generation widens every later horizon.
+Without the prior key the model has no shock.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ DEFAULT_PRIORS = {
     "tau": 0.2,                            # HalfNormal: learning noise on log variance
     "intercept": (0.0, 0.5),               # Normal: beta = -gamma c without an uncond probe
     # LogNormal(mu, sigma) of the generation shock's SD, learned on the benchmark's seed-1
-    # chains (analyses/benchmark/run.py shock: posterior medians 0.065-0.28 over 16 designs,
+    # chains (analyses/benchmark/run.py shock: posterior medians 0.065-0.282 over 16 designs,
     # larger at high w): median exp(-2.08) = 0.125, sigma 0.45 holds both the spread
     # between those chains and each one's posterior spread
     "gen_shock_sd": (-2.08, 0.45),
@@ -137,8 +138,9 @@ class BreederSpec(ModelSpec):
         ``shift``: the mean generation shock e-bar. The likelihood sees lambda and V_m
         only through (lambda s2 + V_m) exp(e-bar + deviation), so lambda e^e-bar and
         V_m e^e-bar are what the data pin down, and e-bar trades against log lambda's
-        location and V_m's scale along an exact ridge that slows the sampler (the fit
-        of chain_042 took about 2.5 times as long). So those two are sampled shifted:
+        location and V_m's scale along an exact ridge that slows the sampler (one-off
+        warm fits of chain_042: 24.7 s sampled plainly, 17.8 s shifted). So those two
+        are sampled shifted:
         log_lambda_mu_shifted ~ Normal(mu + e-bar, sd) and v_mut_scale_shifted ~
         HalfNormal(scale e^e-bar), the same priors moved by e-bar, and the model's
         log_lambda_mu, v_mut_scale, lambda and V_m are the shifted ones times e^-e-bar.
