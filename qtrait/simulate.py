@@ -81,6 +81,9 @@ class ChainTruth:
     #: every cell's learned variance (breeder: its guided variance), shared by all cells
     #: (qtrait.models.breeder: one finetuning run makes a whole generation)
     shock_sd: float = 0.0
+    #: log factor on every cell's learned variance in generation 1 only (breeder: the
+    #: first finetuning's own step, qtrait.models.breeder)
+    first_step: float = 0.0
     criteria: Criteria = field(default_factory=Criteria)
     seed: int = 0
 
@@ -187,6 +190,8 @@ def simulate_tables(truth: ChainTruth) -> tuple[list[dict[str, pd.DataFrame]], d
                      learn[1] * rng.standard_normal((C, K)))
             if truth.shock_sd > 0:   # drawn only then: shock-free chains keep their draws
                 noise = (noise[0], noise[1] + truth.shock_sd * rng.standard_normal())
+            if g == 1 and truth.first_step:
+                noise = (noise[0], noise[1] + truth.first_step)
             r = generation_step(obs_mean, obs_var, prev_learned, g0, params, noise)
             if not r.valid.all():
                 raise ValueError(

@@ -69,9 +69,9 @@ def test_horizon_forecast_calibration_40_chains():
 
 #: the breeder's core parameters: uniform SBC ranks since the intercept reparametrisation
 #: (analyses/sbc/results.md; before it, gamma, gamma_mu and sigma_learn failed), and the
-#: generation shock's SD
+#: generation shock's SD and the first step's factor
 BREEDER_CORE = ("lambda[0]", "gamma[0]", "intercept[0]", "v_mut[0]", "log_lambda_mu",
-                "gamma_mu", "v_mut_scale", "sigma_learn", "tau", "gen_shock_sd")
+                "gamma_mu", "v_mut_scale", "sigma_learn", "tau", "gen_shock_sd", "first_step")
 
 
 @pytest.fixture(scope="module")

@@ -109,14 +109,16 @@ def simulate_breeder(th: dict, mcfg: dict, rng):
     beta (beta = -gamma c, sampled itself without a probe); (zbar_t, s2_t) from the joint
     law of :func:`observe` with the configured shape, learning noise sigma_learn^2 on the
     mean and tau^2 on the variance's relative variance; the generation shock
-    exp(gen_shock_t) on every cell's V_t where the model has one.
-    Generation 0 is the standardised real data (0, 1)."""
+    exp(gen_shock_t) on every cell's V_t where the model has one, and the first step's
+    factor exp(first_step) on generation 1's. Generation 0 is the standardised real data (0, 1)."""
     G, K, N = mcfg["generations"], mcfg["traits"], mcfg["images"]
     mean, var = np.zeros((G, K)), np.ones((G, K))
     for t in range(1, G):
         V = th["lambda"] * var[t - 1] + th["v_mut"]
         if "gen_shock" in th:      # the shocks of generations 1..
             V = V * np.exp(th["gen_shock"][t - 1])
+        if t == 1 and "first_step" in th:
+            V = V * np.exp(th["first_step"])
         mu = (1 + th["gamma"]) * mean[t - 1] + th["intercept"]
         mean[t], var[t] = observe(rng, mu, V, N, shape_of(mcfg), th["sigma_learn"] ** 2,
                                   th["tau"] ** 2)

@@ -27,9 +27,10 @@ from .breeder import BreederSpec
 from .data import ChainData
 
 DEFAULT_PRIORS = dict(BREEDER_PRIORS)
-# no generation shock (breeder's module docstring) in hier yet: its leave-future-out and
-# SBC have not been rerun with one, and without the prior key the map has none
-del DEFAULT_PRIORS["gen_shock_sd"]
+# no generation shock nor first step (breeder's module docstring) in hier yet: its
+# leave-future-out and SBC have not been rerun with them, and without the prior keys the
+# map has neither
+del DEFAULT_PRIORS["gen_shock_sd"], DEFAULT_PRIORS["first_step"]
 DEFAULT_PRIORS.update({
     "coef": 0.5,            # Normal(0, .) per design coefficient (per unit of a centred
                             # covariate: per unit of w for cfg_scale, per 1.0 of p_drop)

@@ -1,5 +1,6 @@
 """The breeder's generation shock (qtrait/models/breeder.py): one variance shock per run and
-generation, shared by all of the run's cells; sampled in the fit, drawn anew in forecasts."""
+generation, shared by all of the run's cells; sampled in the fit, drawn anew in forecasts.
+And the first step's own factor on generation 1's variance, shared the same way."""
 
 from __future__ import annotations
 
@@ -21,18 +22,19 @@ SETTINGS = SamplerSettings(chains=2, draws=500, tune=500, seed=0)
 CONCEPTS = ("a", "b", "c")
 
 
-def truth(seed: int, shock_sd: float, generations: int = 10) -> ChainTruth:
+def truth(seed: int, shock_sd: float, generations: int = 10,
+          first_step: float = 0.0) -> ChainTruth:
     rng = np.random.default_rng(300 + seed)
     traits = tuple(TraitTruth(f"t{k}", lam=rng.uniform(0.6, 0.9), gamma=0.0,
                               v_mut=rng.uniform(0.02, 0.1), m_uncond=0.0) for k in range(3))
     return ChainTruth(traits=traits, model="breeder", generations=generations, images=200,
                       probe_w1=0, probe_uncond=0, concepts=CONCEPTS, shock_sd=shock_sd,
-                      seed=seed)
+                      first_step=first_step, seed=seed)
 
 
 def realised_shocks(t: ChainTruth) -> np.ndarray:
     """log(V_t / (lambda s2_{t-1} + V_m)) of the simulated chain, generations 1.., one per
-    generation (the same in every cell: checked)."""
+    generation (the same in every cell: checked), less the first step's factor."""
     tables, latent = simulate_tables(t)
     names = [x.name for x in t.traits]
     lam = np.array([x.lam for x in t.traits])
@@ -43,7 +45,7 @@ def realised_shocks(t: ChainTruth) -> np.ndarray:
         s2 = s2.loc[list(CONCEPTS)].to_numpy()
         e = np.log(latent["guided_var"][g] / (lam * s2 + vm))
         np.testing.assert_allclose(e, e[0, 0], atol=1e-9)
-        out.append(e[0, 0])
+        out.append(e[0, 0] - (t.first_step if g == 1 else 0.0))
     return np.array(out)
 
 
@@ -71,6 +73,28 @@ def test_forecasts_draw_one_shock_per_generation_for_every_cell(tmp_path):
         assert abs(np.log(ratio[:, 0]).std() - sd) < 0.01
 
 
+def test_the_first_step_scales_generation_1_only(tmp_path):
+    # with every other noise off, a forecast from generation 1 multiplies generation 1's
+    # latent variance by exp(first_step) in every cell and generation 2's by nothing (its
+    # parents are the simulated generation-1 set); a forecast from generation 2 never
+    # applies it
+    run = open_run(write_simulated_run(tmp_path / "r", truth(0, 0.0, generations=4)))
+    spec = get_spec("breeder")
+    cd = chain_data([fit_data(run)])
+    S, J = 50, cd.J
+    draws = {"lambda": np.full((S, J), 0.8), "gamma": np.zeros((S, J)),
+             "v_mut": np.full((S, J), 0.05), "intercept": np.zeros((S, J)),
+             "sigma_learn": np.zeros(S), "tau": np.zeros(S), "first_step": np.full(S, -0.4)}
+    var = cd.sets["guided"].var
+    fwd = spec.forward(draws, cd, start=1, t_end=2, rng=np.random.default_rng(1))
+    np.testing.assert_allclose(fwd["guided_var"][:, 0] / (0.8 * var[0] + 0.05), np.exp(-0.4))
+    np.testing.assert_allclose(fwd["guided_var"][:, 1],
+                               0.8 * fwd["observed_var"][:, 0] + 0.05)
+    fwd = spec.forward(draws, cd, start=2, t_end=2, rng=np.random.default_rng(1))
+    np.testing.assert_allclose(fwd["guided_var"][:, 0],
+                               np.broadcast_to(0.8 * var[1] + 0.05, (S, J)))
+
+
 def test_without_the_prior_key_the_model_has_no_shock(tmp_path):
     run = open_run(write_simulated_run(tmp_path / "r", truth(0, 0.0, generations=3)))
     cd = chain_data([fit_data(run)])
@@ -80,29 +104,35 @@ def test_without_the_prior_key_the_model_has_no_shock(tmp_path):
     without = replace(spec, priors=priors).build(cd)
     assert {"gen_shock_sd", "gen_shock_mean_z", "gen_shock_dev_z"} <= set(with_shock.named_vars)
     assert "gen_shock_sd" not in without.named_vars
-    assert "gen_shock_sd" not in get_spec("hier").priors
+    assert "first_step" in with_shock.named_vars
+    no_first = replace(spec, priors={k: v for k, v in priors.items() if k != "first_step"})
+    assert "first_step" not in no_first.build(cd).named_vars
+    assert not {"gen_shock_sd", "first_step"} & set(get_spec("hier").priors)
 
 
 def test_breeder_recovers_the_generation_shock(tmp_path):
     # 8 chains (3 concepts x 3 traits, 10 generations, 200 images) with shock SDs drawn
-    # from U(0.05, 0.25): the 90% interval of gen_shock_sd covers the truth (one-sided
-    # binomial test against coverage below 0.9 at level 0.001, as the other recovery
-    # tests), and each chain's posterior-median shocks track the realised ones
+    # from U(0.05, 0.25) and first steps from U(-0.5, 0): the 90% intervals of
+    # gen_shock_sd and of first_step cover the truth (one-sided binomial tests against
+    # coverage below 0.9 at level 0.001, as the other recovery tests), and each chain's posterior-median shocks track the realised ones
     # (correlation >= 0.8 in the median chain: each shock is read from 9 cells whose
     # variance ratios have sampling SD about sqrt(2/199) = 0.1, so SE about 0.035 against
     # shocks of SD 0.05-0.25)
-    hits, corrs = [], []
+    hits, first_hits, corrs = [], [], []
     for seed in range(8):
-        sd = float(np.random.default_rng(seed).uniform(0.05, 0.25))
-        t = truth(seed, sd)
+        sd, d1 = np.random.default_rng(seed).uniform((0.05, -0.5), (0.25, 0.0))
+        t = truth(seed, float(sd), first_step=float(d1))
         run = open_run(write_simulated_run(tmp_path / f"s{seed}", t))
         post = fit(run, "breeder", SETTINGS, save=False).idata.posterior
         lo, hi = np.quantile(post["gen_shock_sd"].values, [0.05, 0.95])
         hits.append(lo <= sd <= hi)
+        lo, hi = np.quantile(post["first_step"].values, [0.05, 0.95])
+        first_hits.append(lo <= d1 <= hi)
         est = post["gen_shock"].median(("chain", "draw")).values
         corrs.append(np.corrcoef(est, realised_shocks(t))[0, 1])
-    p = stats.binomtest(int(np.sum(hits)), len(hits), 0.9, alternative="less").pvalue
-    assert p > 0.001, f"covered {np.sum(hits)}/{len(hits)}"
+    for h in (hits, first_hits):
+        p = stats.binomtest(int(np.sum(h)), len(h), 0.9, alternative="less").pvalue
+        assert p > 0.001, f"covered {np.sum(h)}/{len(h)}"
     assert np.median(corrs) >= 0.8, corrs
 
 
@@ -118,7 +148,7 @@ def test_the_shifted_parameterisation_keeps_the_priors(tmp_path):
     run = open_run(write_simulated_run(tmp_path / "r", truth(0, 0.0, generations=6)))
     spec = get_spec("breeder")
     model = spec.build(chain_data([fit_data(run)]))
-    names = ["log_lambda_mu", "v_mut_scale", "gen_shock", "gen_shock_sd"]
+    names = ["log_lambda_mu", "v_mut_scale", "gen_shock", "gen_shock_sd", "first_step"]
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the likelihood (a Potential) is ignored: right here
         prior = pm.sample_prior_predictive(draws=4000, var_names=names, random_seed=3).prior
@@ -126,6 +156,8 @@ def test_the_shifted_parameterisation_keeps_the_priors(tmp_path):
     assert stats.kstest(prior["log_lambda_mu"].values.ravel(), "norm", (mu, sd)).pvalue > 1e-3
     assert stats.kstest(prior["v_mut_scale"].values.ravel(), "halfnorm",
                         (0, spec.priors["v_mut_scale"])).pvalue > 1e-3
+    assert stats.kstest(prior["first_step"].values.ravel(), "norm",
+                        spec.priors["first_step"]).pvalue > 1e-3
     z = (prior["gen_shock"] / prior["gen_shock_sd"]).values.reshape(4000, -1)
     assert z.shape[1] == 5
     assert abs(z.var() - 1.0) < 0.06
