@@ -49,18 +49,26 @@ def realised_shocks(t: ChainTruth) -> np.ndarray:
     return np.array(out)
 
 
+def noiseless_draws(tmp_path, S: int, **extra):
+    """(spec, chain data, draws): a 4-generation simulated run and S posterior draws
+    with lambda 0.8, V_m 0.05 and every noise off, plus ``extra`` per-draw scalars."""
+    run = open_run(write_simulated_run(tmp_path / "r", truth(0, 0.0, generations=4)))
+    cd = chain_data([fit_data(run)])
+    J = cd.J
+    draws = {"lambda": np.full((S, J), 0.8), "gamma": np.zeros((S, J)),
+             "v_mut": np.full((S, J), 0.05), "intercept": np.zeros((S, J)),
+             "sigma_learn": np.zeros(S), "tau": np.zeros(S)}
+    return get_spec("breeder"), cd, draws | {k: np.full(S, v) for k, v in extra.items()}
+
+
 def test_forecasts_draw_one_shock_per_generation_for_every_cell(tmp_path):
     # with every other noise off, the forward map's latent variance over lambda s2 + V_m
     # is exp(e_t), the same in all 9 cells, and e_t's SD over 4000 draws is the draws'
     # shock SD 0.2 (the SD of an SD estimate from 4000 normals is 0.2 / sqrt(8000) =
     # 0.0022: 0.01 is 4.5 of them); without a shock SD in the draws the ratio is 1
-    run = open_run(write_simulated_run(tmp_path / "r", truth(0, 0.0, generations=4)))
-    spec = get_spec("breeder")
-    cd = chain_data([fit_data(run)])
-    S, J = 4000, cd.J
-    draws = {"lambda": np.full((S, J), 0.8), "gamma": np.zeros((S, J)),
-             "v_mut": np.full((S, J), 0.05), "intercept": np.zeros((S, J)),
-             "sigma_learn": np.zeros(S), "tau": np.zeros(S)}
+    S = 4000
+    spec, cd, draws = noiseless_draws(tmp_path, S)
+    J = cd.J
     parents = cd.sets["guided"].var[cd.G - 1]
     for sd in (0.2, None):
         d = draws | ({"gen_shock_sd": np.full(S, sd)} if sd else {})
@@ -78,13 +86,9 @@ def test_the_first_step_scales_generation_1_only(tmp_path):
     # latent variance by exp(first_step) in every cell and generation 2's by nothing (its
     # parents are the simulated generation-1 set); a forecast from generation 2 never
     # applies it
-    run = open_run(write_simulated_run(tmp_path / "r", truth(0, 0.0, generations=4)))
-    spec = get_spec("breeder")
-    cd = chain_data([fit_data(run)])
-    S, J = 50, cd.J
-    draws = {"lambda": np.full((S, J), 0.8), "gamma": np.zeros((S, J)),
-             "v_mut": np.full((S, J), 0.05), "intercept": np.zeros((S, J)),
-             "sigma_learn": np.zeros(S), "tau": np.zeros(S), "first_step": np.full(S, -0.4)}
+    S = 50
+    spec, cd, draws = noiseless_draws(tmp_path, S, first_step=-0.4)
+    J = cd.J
     var = cd.sets["guided"].var
     fwd = spec.forward(draws, cd, start=1, t_end=2, rng=np.random.default_rng(1))
     np.testing.assert_allclose(fwd["guided_var"][:, 0] / (0.8 * var[0] + 0.05), np.exp(-0.4))
