@@ -411,7 +411,32 @@ def adequacy_table(seeds=(2, 3), path: Path = ADEQUACY, which: str = "") -> list
             f"| {len(recs)} | {len(ok)} | {len(pit)} | "
             f"{int(np.sum((cov >= 0.85) & (cov <= 0.95)))} | {np.median(cov):.3f} "
             f"[{cov.min():.3f}, {cov.max():.3f}] | "
-            f"{sum(bool(r['adequacy']['ppc_ok']) for r in recs)} | {conv} |"]
+            f"{sum(bool(r['adequacy']['ppc_ok']) for r in recs)} | {conv} |"] + \
+        (adequacy_pairs(recs) if path == ADEQUACY else [])
+
+
+def adequacy_pairs(recs: list[dict]) -> list[str]:
+    """Per chain of ``recs`` that the model before the shock was also checked on: the
+    PIT test's p and the one-step coverage of both, and where today's model's one-step
+    coverage falls short (the mean or the variance)."""
+    before = {r["chain"]: r["adequacy"] for r in _records(ADEQUACY_NOSHOCK)}
+    rows = [r for r in recs if r["chain"] in before]
+    if not rows:
+        return []
+    out = ["", "The same chains, today's model against the one before the generation shock "
+           "(adequacy_noshock.jsonl), and the one-step 90% coverage of the cells' means and "
+           "variances apart:", "",
+           "| chain | PIT p | before | coverage | before | coverage of means | of variances "
+           "| PPC passes | before |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda x: x["chain"]):
+        a, b = r["adequacy"], before[r["chain"]]
+        by = a["by_statistic"]
+        out.append(f"| {r['chain']} | {a['pit_test']['p_value']:.4f} | "
+                   f"{b['pit_test']['p_value']:.4f} | {a['coverage90']:.3f} | "
+                   f"{b['coverage90']:.3f} | {by['mean']['coverage']:.3f} | "
+                   f"{by['var']['coverage']:.3f} | {'yes' if a['ppc_ok'] else 'no'} | "
+                   f"{'yes' if b['ppc_ok'] else 'no'} |")
+    return out
 
 
 SHOCK = HERE / "shock.jsonl"
