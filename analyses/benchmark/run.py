@@ -440,8 +440,6 @@ def adequacy_pairs(recs: list[dict]) -> list[str]:
 
 
 SHOCK = HERE / "shock.jsonl"
-#: the seed-1 fits of the shock without the first step's own factor (2026-12-06)
-SHOCK_NOFIRST = HERE / "shock_nofirst.jsonl"
 #: the prior the seed-1 fits of ``shock`` use: LogNormal(log 0.1, 1.5), 90% of its mass
 #: between 0.009 and 1.2 (a shock of 1% to a factor of 3 in every cell's variance)
 SHOCK_WIDE_PRIOR = (float(np.log(0.1)), 1.5)
