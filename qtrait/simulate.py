@@ -84,6 +84,10 @@ class ChainTruth:
     #: log factor on every cell's learned variance in generation 1 only (breeder: the
     #: first finetuning's own step, qtrait.models.breeder)
     first_step: float = 0.0
+    #: breeder only: draw the unconditional probe set too (probe_uncond images from the
+    #: base model's unconditional (m_uncond, v_uncond) every generation), which centres the
+    #: model's mean map on its mean; a trait's ``center`` then may differ from it
+    breeder_probe: bool = False
     criteria: Criteria = field(default_factory=Criteria)
     seed: int = 0
 
@@ -94,6 +98,8 @@ class ChainTruth:
             raise ValueError("images must be >= 2 (a variance needs two values)")
         if not self.shock_sd >= 0:
             raise ValueError("shock_sd must be >= 0")
+        if self.breeder_probe and (self.model != "breeder" or self.probe_uncond < 2):
+            raise ValueError("breeder_probe needs model 'breeder' and probe_uncond >= 2")
         for n in (self.probe_w1, self.probe_uncond):
             if n == 1 or n < 0:
                 raise ValueError("probe sizes must be 0 or >= 2")
@@ -205,6 +211,8 @@ def simulate_tables(truth: ChainTruth) -> tuple[list[dict[str, pd.DataFrame]], d
         if truth.model != "breeder":
             sets["probe_w1"] = (*probes[0], truth.probe_w1)
             sets["probe_uncond"] = (*probes[1], truth.probe_uncond)
+        elif truth.breeder_probe:
+            sets["probe_uncond"] = (tile(g0.m_uncond), tile(g0.v_uncond), truth.probe_uncond)
         gm, gv = sets["guided"][0], sets["guided"][1]
         for key, value in zip(LATENT_KEYS, (gm, gv, *learned, *uncond)):
             latent[key][g] = value
@@ -290,6 +298,7 @@ def write_simulated_run(out: str | Path, truth: ChainTruth, run_id: str | None =
         "probe_sizes": {"probe_w1": 0 if truth.model == "breeder"
                         else truth.probe_w1 * len(truth.concepts),
                         "probe_uncond": 0 if truth.model == "breeder"
+                        and not truth.breeder_probe
                         else truth.probe_uncond * len(truth.concepts)},
         "sampler": {"scheduler": s.scheduler, "steps": s.steps,
                     "prediction_type": s.prediction_type,

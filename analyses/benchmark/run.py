@@ -11,6 +11,8 @@ Steps, each resumable (records in ``*.jsonl`` beside this file):
     python analyses/benchmark/run.py priors      # the forecast with prior scales x0.5, x2
     python analyses/benchmark/run.py adequacy --seeds 2,3   # does the model describe them
     python analyses/benchmark/run.py shock       # the generation shock's size, seed 1
+    python analyses/benchmark/run.py offset      # the mean offset's size, seed 1
+    python analyses/benchmark/run.py momentum    # the mean map's momentum, seed 1
     python analyses/benchmark/run.py report      # results.md, figures, docs tables
 
 * ``pilot``: the run horizon (docs/theory.md 3.1) of every seed-1 pilot chain in
@@ -29,6 +31,11 @@ Steps, each resumable (records in ``*.jsonl`` beside this file):
   with wide priors on the generation shock's SD and on the first step's log factor
   (breeder.py): their posteriors per chain, from which the default priors are set
   (``shock.jsonl``; ``shock_nofirst.jsonl``: the same fits before the first step);
+* ``offset``: the default breeder (those two priors fixed) on the same chains with a wide
+  prior on the SD of the cells' mean offsets (breeder.py, "Mean equilibrium"), from
+  which its prior is set (``offset.jsonl``; the offset is not a default);
+* ``momentum``: the same with a wide prior on the mean map's momentum (breeder.py,
+  "Momentum"), from which its prior is set (``momentum.jsonl``; not a default);
 * ``report``: the tables of results.md (scores over seeds 2 and 3 by K and method, all and
   non-trivial chains, converged and all fits, paired differences bootstrapped by design).
 """
@@ -58,6 +65,13 @@ BACKTEST = HERE / "backtest.jsonl"
 NOSHOCK = HERE / "backtest_noshock.jsonl"
 #: the backtest with the shock, before the first step's own factor (2026-12-06)
 NOFIRST = HERE / "backtest_nofirst.jsonl"
+#: the default model with the momentum switched on (2026-12-06; not kept), and a variant
+#: whose momentum starts at generation 3 (prior from seed-1 fits of that variant, Normal
+#: (0.38, 0.20); not kept either)
+WITH_MOMENTUM = HERE / "backtest_momentum.jsonl"
+WITH_MOMENTUM_FROM3 = HERE / "backtest_momentum_from3.jsonl"
+#: the default model with the mean offset switched on (K = 3; 2026-12-06; not kept)
+WITH_OFFSET = HERE / "backtest_offset.jsonl"
 TIMING = HERE / "timing.jsonl"       # wall time of whole steps
 OPENED = ROOT / "runs" / "benchmark_packed"     # packed chains as run directories (ignored)
 
@@ -486,37 +500,133 @@ def shock_one(name: str) -> dict:
             "seconds": round(time.perf_counter() - t0, 1)}
 
 
+def seed1_step(one, path: Path, jobs: int, show) -> None:
+    """``one(name)`` (a seed-1 fit) for every seed-1 chain not yet in ``path``."""
+    done = {r["chain"] for r in _records(path)}
+    names = [n for n in pack.chain_names() if design_of(n)[1] == 1 and n not in done]
+    per_chain(one, names, path, jobs, show)
+
+
+def quantile_show(label: str, key: str, fmt: str):
+    """A progress line for a seed-1 fit's record: the median and 90% interval in
+    ``rec[key]``, whether the fit passed its diagnostics, its time."""
+    def show(rec, minutes):
+        q = rec[key]
+        return (f"{rec['chain']}: {label} {q['q50']:{fmt}} [{q['q05']:{fmt}}, "
+                f"{q['q95']:{fmt}}] ok={rec['diagnostics']['ok']} ({rec['seconds']:.0f} s)")
+    return show
+
+
+def learned_prior(path: Path, mean_key: str, sd_key: str) -> tuple[float, float]:
+    """A default prior from the seed-1 fits in ``path``: the mean over chains of each
+    chain's posterior mean (``mean_key``), and an SD that holds both the spread between
+    the chains and each chain's own posterior SD (``sd_key``): the root of the
+    between-chain variance plus the mean posterior variance."""
+    recs = _records(path)
+    means = np.array([r[mean_key] for r in recs])
+    within = np.array([r[sd_key] for r in recs])
+    return float(means.mean()), float(np.sqrt(means.var() + (within ** 2).mean()))
+
+
 def shock(jobs: int = 2) -> None:
     """:func:`shock_one` for every seed-1 chain not yet in shock.jsonl."""
-    done = {r["chain"] for r in _records(SHOCK)}
-    names = [n for n in pack.chain_names() if design_of(n)[1] == 1 and n not in done]
-
-    def show(rec, minutes):
-        q = rec["sd_quantiles"]
-        return (f"{rec['chain']}: shock SD {q['q50']:.3f} [{q['q05']:.3f}, {q['q95']:.3f}]"
-                f" ok={rec['diagnostics']['ok']} ({rec['seconds']:.0f} s)")
-
-    per_chain(shock_one, names, SHOCK, jobs, show)
+    seed1_step(shock_one, SHOCK, jobs, quantile_show("shock SD", "sd_quantiles", ".3f"))
 
 
 def shock_prior() -> tuple[float, float]:
-    """The default prior of the shock's SD from the seed-1 fits: LogNormal with the mean
-    of the chains' posterior log SD, and an SD that holds both the spread between the
-    chains and each chain's own posterior spread (the root of their mean squares)."""
-    recs = _records(SHOCK)
-    means = np.array([r["log_sd_mean"] for r in recs])
-    within = np.array([r["log_sd_sd"] for r in recs])
-    return float(means.mean()), float(np.sqrt(means.var() + (within ** 2).mean()))
+    """The default LogNormal prior of the shock's SD from the seed-1 fits of ``shock``: of the
+    chains' posterior log SD (:func:`learned_prior`)."""
+    return learned_prior(SHOCK, "log_sd_mean", "log_sd_sd")
 
 
 def first_prior() -> tuple[float, float]:
-    """The default prior of the first step's log factor from the same fits: Normal with
-    the mean of the chains' posterior means and the root of the between-chain variance
-    plus the mean posterior variance (as :func:`shock_prior`)."""
-    recs = _records(SHOCK)
-    means = np.array([r["first_mean"] for r in recs])
-    within = np.array([r["first_sd"] for r in recs])
-    return float(means.mean()), float(np.sqrt(means.var() + (within ** 2).mean()))
+    """The default Normal prior of the first step's log factor from the same fits
+    (:func:`learned_prior`)."""
+    return learned_prior(SHOCK, "first_mean", "first_sd")
+
+
+OFFSET = HERE / "offset.jsonl"
+#: the prior of the mean offset's SD in the seed-1 fits of ``offset``: LogNormal(log 0.05,
+#: 1.5), 90% of its mass between 0.004 and 0.59 (trait SDs of generation 0 a generation)
+OFFSET_WIDE_PRIOR = (float(np.log(0.05)), 1.5)
+
+
+def seed1_fit(name: str, extra: dict):
+    """The default breeder with the prior keys ``extra`` added, on all of one chain's
+    generations (trait axes), sampled as the backtest samples; (result, design, seed,
+    seconds)."""
+    from dataclasses import replace
+
+    from qtrait.fit import SamplerSettings, fit
+    from qtrait.models import get_spec
+    from qtrait.rundir import open_run
+
+    f = config()["fit"]
+    settings = SamplerSettings(chains=f["chains"], draws=f["draws"], tune=f["tune"], cores=1)
+    run = open_run(OPENED / name)
+    run = run.select(traits=run.axes)
+    spec = get_spec("breeder")
+    spec = replace(spec, priors=dict(spec.priors) | extra)
+    t0 = time.perf_counter()
+    res = fit(run, "breeder", settings, save=False, spec=spec)
+    return (res, *design_of(name), round(time.perf_counter() - t0, 1))
+
+
+def offset_one(name: str) -> dict:
+    """The breeder with its default priors and the wide prior of the mean offset's SD
+    (breeder docstring, "Mean equilibrium") on all of one chain's generations (trait
+    axes): the posterior of that SD and of the cells' offsets."""
+    res, design, seed, seconds = seed1_fit(name, {"mean_offset_sd": OFFSET_WIDE_PRIOR})
+    post = res.idata.posterior
+    sd = post["mean_offset_sd"].values.ravel()
+    delta = post["mean_offset"].median(("chain", "draw")).values
+    return {"chain": name, "design": design, "seed": seed, "prior": list(OFFSET_WIDE_PRIOR),
+            "sd_quantiles": dict(zip(("q05", "q50", "q95"),
+                                     np.quantile(sd, [0.05, 0.5, 0.95]).round(4).tolist())),
+            "log_sd_mean": round(float(np.log(sd).mean()), 4),
+            "log_sd_sd": round(float(np.log(sd).std()), 4),
+            "offset_median": delta.round(4).tolist(), "diagnostics": res.diagnostics,
+            "seconds": seconds}
+
+
+MOMENTUM = HERE / "momentum.jsonl"
+#: the prior of the mean map's momentum in the seed-1 fits of ``momentum``: Normal(0, 1)
+MOMENTUM_WIDE_PRIOR = (0.0, 1.0)
+
+
+def momentum_one(name: str) -> dict:
+    """The breeder with its default priors and a wide prior on the mean map's momentum rho
+    (breeder docstring, "Momentum") on all of one chain's generations: its posterior."""
+    res, design, seed, seconds = seed1_fit(name, {"mean_momentum": MOMENTUM_WIDE_PRIOR})
+    rho = res.idata.posterior["mean_momentum"].values.ravel()
+    return {"chain": name, "design": design, "seed": seed,
+            "prior": list(MOMENTUM_WIDE_PRIOR),
+            "quantiles": dict(zip(("q05", "q50", "q95"),
+                                  np.quantile(rho, [0.05, 0.5, 0.95]).round(4).tolist())),
+            "mean": round(float(rho.mean()), 4), "sd": round(float(rho.std()), 4),
+            "diagnostics": res.diagnostics, "seconds": seconds}
+
+
+def momentum(jobs: int = 2) -> None:
+    """:func:`momentum_one` for every seed-1 chain not yet in momentum.jsonl."""
+    seed1_step(momentum_one, MOMENTUM, jobs, quantile_show("momentum", "quantiles", "+.3f"))
+
+
+def momentum_prior() -> tuple[float, float]:
+    """The Normal prior of the momentum from the seed-1 fits of ``momentum``
+    (:func:`learned_prior`)."""
+    return learned_prior(MOMENTUM, "mean", "sd")
+
+
+def offset(jobs: int = 2) -> None:
+    """:func:`offset_one` for every seed-1 chain not yet in offset.jsonl."""
+    seed1_step(offset_one, OFFSET, jobs, quantile_show("offset SD", "sd_quantiles", ".3f"))
+
+
+def offset_prior() -> tuple[float, float]:
+    """The LogNormal prior of the mean offset's SD from the seed-1 fits of ``offset``
+    (:func:`learned_prior`)."""
+    return learned_prior(OFFSET, "log_sd_mean", "log_sd_sd")
 
 
 def prior_sensitivity(seeds=(2, 3), k: int = 3, factors=(0.5, 2.0), most: int = 8) -> None:
@@ -609,7 +719,8 @@ def report() -> None:
              "marker.", ""]
     sections = [benchmark_table(), benchmark_checks(), nochange_table(), scores_table(),
                 k_table(), q_d_table(), shock_fits_table(), shock_table(),
-                first_step_table(), priors_table(),
+                first_step_table(), momentum_fits_table(), momentum_table(),
+                offset_fits_table(), offset_table(), priors_table(),
                 adequacy_table(),
                 adequacy_table(path=ADEQUACY_NOSHOCK,
                                which=" (before the generation shock, 2026-12-05)"),
@@ -839,6 +950,15 @@ def scores_table(seeds=(2, 3)) -> list[str]:
     return out
 
 
+def fits_verdict(recs: list[dict]) -> str:
+    """How many of the seed-1 fits ``recs`` fail their diagnostics, and how badly."""
+    diags = [r["diagnostics"] for r in recs]
+    return (f"{sum(not d['ok'] for d in diags)} of {len(recs)} of these fits fail their "
+            f"diagnostics (max R-hat {max(d['rhat_max'] for d in diags):.3f}, min ESS "
+            f"{min(min(d['ess_bulk_min'], d['ess_tail_min']) for d in diags):.0f}, "
+            f"{sum(d['divergences'] for d in diags)} divergences)")
+
+
 def shock_fits_table() -> list[str]:
     """The seed-1 fits that set the shock's prior (shock.jsonl)."""
     recs = sorted(_records(SHOCK), key=lambda r: r["chain"])
@@ -862,8 +982,9 @@ def shock_fits_table() -> list[str]:
            f"fits fail their diagnostics (max R-hat {max(d['rhat_max'] for d in diags):.3f},"
            f" min ESS {min(min(d['ess_bulk_min'], d['ess_tail_min']) for d in diags):.0f}, "
            f"{sum(d['divergences'] for d in diags)} divergences): the "
-           "prior rests on posteriors that are not converged to the bar, though none "
-           "diverges.", "",
+           "prior rests on posteriors that are not converged to the bar"
+           + (", though none diverges." if not sum(d["divergences"] for d in diags)
+              else "."), "",
            "| chain | SD median | 90% interval | first step median | 90% interval | shock "
            "at generation 1 | lag-1 correlation, generations 2-15 | fit passes its "
            "diagnostics |", "|---|---|---|---|---|---|---|---|"]
@@ -942,6 +1063,107 @@ def first_step_table() -> list[str]:
         "The default model, whose generation 1 has its own variance factor (docs/models.md "
         "4.1; its prior and the shock's set on the seed-1 chains, step `shock`), against "
         "the model with the generation shock only (backtest_nofirst.jsonl)."])
+
+
+def offset_table() -> list[str]:
+    """The default breeder with the mean offset switched on against the default."""
+    return change_table(WITH_OFFSET, BACKTEST, [
+        "## The mean offset: kept only if the held-out generations prefer it (they do not)",
+        "", "The default model with the mean offset switched on (its mean map may settle "
+        "away from the unconditional probe's mean; docs/models.md 4.1; the offset SD's "
+        "prior set on the seed-1 chains, step `offset`; records in "
+        "backtest_offset.jsonl, K = 3 only), against the default model. Here *without* "
+        "is the default and *with* the variant."])
+
+
+def mean_step_correlation() -> tuple[float, int]:
+    """The median over every cell of every benchmark chain (trait axes) of the lag-1
+    correlation of the cell's successive guided-mean steps from generation 2 on, and the
+    number of cells. A random walk observed with noise gives negatively correlated steps;
+    persistent steps are momentum (or a runaway from c, gamma > 0)."""
+    from qtrait.models import chain_data, fit_data
+
+    r = []
+    for name in pack.chain_names():
+        run = pack.open_chain(name, OPENED / name)
+        cd = chain_data([fit_data(run.select(traits=run.axes))])
+        steps = np.diff(cd.sets["guided"].mean, axis=0)[1:]
+        r += [np.corrcoef(x[:-1], x[1:])[0, 1] for x in steps.T]
+    return float(np.median(r)), len(r)
+
+
+def momentum_fits_table() -> list[str]:
+    """The seed-1 fits that set the momentum's prior (momentum.jsonl)."""
+    recs = sorted(_records(MOMENTUM), key=lambda r: r["chain"])
+    if not recs:
+        return []
+    m, sd = momentum_prior()
+    corr, cells = mean_step_correlation()
+    out = ["## The momentum on the seed-1 chains", "",
+           "Do the means keep moving? Over the "
+           f"{cells} cells of all {len(pack.chain_names())} benchmark chains (trait axes), "
+           "the median lag-1 correlation of a cell's successive guided-mean steps from "
+           f"generation 2 on is {corr:+.2f} (a random walk observed with noise gives "
+           "negatively correlated steps; the breeder's map without momentum gives positively "
+           "correlated ones only by running away from c, gamma > 0, with growing steps). The "
+           "default breeder with a wide "
+           f"prior on the mean map's momentum rho (Normal({MOMENTUM_WIDE_PRIOR[0]:.0f}, "
+           f"{MOMENTUM_WIDE_PRIOR[1]:.0f})), step `momentum`, on all 16 generations of each "
+           "seed-1 chain (trait axes): rho's posterior median and 90% interval (medians "
+           f"from {min(r['quantiles']['q50'] for r in recs):+.2f} to "
+           f"{max(r['quantiles']['q50'] for r in recs):+.2f}; the interval above 0 in "
+           f"{sum(r['quantiles']['q05'] > 0 for r in recs)} of {len(recs)}). The "
+           f"prior from these (breeder.MOMENTUM_PRIOR; not a default): Normal({m:.2f}, "
+           f"{sd:.2f}). {fits_verdict(recs)}.", "",
+           "| chain | rho median | 90% interval | fit passes its diagnostics |",
+           "|---|---|---|---|"]
+    for r in recs:
+        q = r["quantiles"]
+        out.append(f"| {r['chain']} | {q['q50']:+.3f} | [{q['q05']:+.3f}, {q['q95']:+.3f}] | "
+                   f"{'yes' if r['diagnostics']['ok'] else 'no'} |")
+    return out
+
+
+def momentum_table() -> list[str]:
+    """The default breeder with the momentum switched on (from generation 2, and the
+    variant from generation 3) against the default."""
+    return change_table(WITH_MOMENTUM, BACKTEST, [
+        "## The momentum: kept only if the held-out generations prefer it (they do not)", "",
+        "The default model with the momentum switched on (its mean map carries on a share "
+        "of the parents' last step; docs/models.md 4.1; its prior set on the seed-1 "
+        "chains, step `momentum`; records in backtest_momentum.jsonl), against the "
+        "default model. Here *without* is the default and *with* the variant."]) + [""] + \
+        change_table(WITH_MOMENTUM_FROM3, BACKTEST, [
+            "### The momentum from generation 3", "",
+            "The same with the momentum starting at generation 3 (generation 1's step, the "
+            "first finetuning's, not carried on; its prior Normal(0.38, 0.20) from seed-1 "
+            "fits of this variant, momentum_from3.jsonl; records in "
+            "backtest_momentum_from3.jsonl), against the default model."])
+
+
+def offset_fits_table() -> list[str]:
+    """The seed-1 fits that set the mean offset's prior (offset.jsonl)."""
+    recs = sorted(_records(OFFSET), key=lambda r: r["chain"])
+    if not recs:
+        return []
+    m, sd = offset_prior()
+    out = ["## The mean offset on the seed-1 chains", "",
+           "The default breeder plus the mean offset, with a wide prior on the SD s of the "
+           "cells' offsets "
+           f"(LogNormal({OFFSET_WIDE_PRIOR[0]:.2f}, {OFFSET_WIDE_PRIOR[1]})), step "
+           "`offset`, on all 16 generations of each seed-1 chain (trait axes): s's "
+           "posterior median and 90% interval, and the largest |offset| among the cells "
+           "(posterior medians, generation-0 SDs a generation). The offset's prior from "
+           f"these (breeder.MEAN_OFFSET_PRIOR; not a default): LogNormal({m:.2f}, "
+           f"{sd:.2f}), median {np.exp(m):.3f}. {fits_verdict(recs)}.", "",
+           "| chain | s median | 90% interval | largest abs. offset | fit passes its "
+           "diagnostics |", "|---|---|---|---|---|"]
+    for r in recs:
+        q = r["sd_quantiles"]
+        out.append(f"| {r['chain']} | {q['q50']:.3f} | [{q['q05']:.3f}, {q['q95']:.3f}] | "
+                   f"{np.max(np.abs(r['offset_median'])):.3f} | "
+                   f"{'yes' if r['diagnostics']['ok'] else 'no'} |")
+    return out
 
 
 def full_timing() -> list[str]:
@@ -1079,7 +1301,8 @@ def k_figure(path: Path, seeds=(2, 3)) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("step", choices=("pilot", "nochange", "statespace", "backtest", "k1",
-                                     "zeroshot", "priors", "adequacy", "shock", "report"))
+                                     "zeroshot", "priors", "adequacy", "shock", "offset",
+                                     "momentum", "report"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "benchmark"))
     ap.add_argument("--seeds", default="2,3")
     ap.add_argument("--k", default="2,3,5")
@@ -1109,6 +1332,15 @@ def main(argv=None) -> None:
               f"(median {np.exp(m):.3f}), sigma = {sd:.3f})")
         print("prior of the first step's log factor from seed 1: Normal({:.3f}, {:.3f})"
               .format(*first_prior()))
+    elif a.step == "offset":
+        offset(a.jobs)
+        m, sd = offset_prior()
+        print(f"prior of the mean offset's SD from seed 1: LogNormal(mu = {m:.3f} "
+              f"(median {np.exp(m):.3f}), sigma = {sd:.3f})")
+    elif a.step == "momentum":
+        momentum(a.jobs)
+        print("prior of the mean map's momentum from seed 1: Normal({:.3f}, {:.3f})"
+              .format(*momentum_prior()))
     else:
         report()
 

@@ -46,6 +46,29 @@ carries its own log factor d1, shared by the run's cells:
 
 so lambda and V_m describe the steps that a forecast runs forward. Without the prior
 key there is no such factor.
+
+Mean equilibrium. With an unconditional probe the mean map is centred on the probe's mean
+c: beta = -gamma c, so a cell's mean settles at c (gamma < 0) or runs away from it
+(gamma > 0). With the prior ``mean_offset_sd`` the intercept gets a per-cell offset,
+
+    beta = -gamma c + delta,    delta ~ Normal(0, s),   s ~ LogNormal(prior)
+
+so the mean may settle elsewhere (at c - delta / gamma) or drift by delta a generation
+where gamma is near 0 (``mean_offset``; how it is sampled: :meth:`mean_offsets`). Without
+a probe the intercept is already free per cell and the key changes nothing. The default
+priors do not have the key (:data:`MEAN_OFFSET_PRIOR` says why and holds the learned
+prior); without it, no offset.
+
+Momentum. With the prior key ``mean_momentum`` the mean map carries on a share rho of the
+parents' last step (one rho per fit, shared by the cells):
+
+    mu_t = (1 + gamma) zbar_{t-1} + beta + rho (zbar_{t-1} - zbar_{t-2})
+
+(the step of the parents' means, :func:`parent_steps`), from generation ``MOMENTUM_FROM``
+= 2. rho > 0 says a mean that has started to move keeps moving, rho < 0 that it
+overshoots and comes back. A forecast carries the last observed step into its first
+generation. The default priors do not have the key (:data:`MOMENTUM_PRIOR` says why and
+holds the learned prior); without it, no momentum.
 """
 
 from __future__ import annotations
@@ -55,7 +78,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .base import FORWARD_KEYS, ModelSpec, pooled, sample_guided, start_state
+from .base import (FORWARD_KEYS, ModelSpec, last_valid, parent_moments, pooled, sample_guided,
+                   start_state)
 from .data import ChainData
 
 #: Priors, in standardised trait units (generation-0 SD = 1). Stated in docs/models.md.
@@ -79,6 +103,23 @@ DEFAULT_PRIORS = {
     "first_step": (-0.17, 0.31),        # generation 1's variance x exp(d1), median 0.84
 }
 
+#: The prior key that switches the momentum on (module docstring, "Momentum"; not a
+#: default): Normal(mean, sd) of rho, learned on the benchmark's seed-1 chains with the
+#: default priors fixed (analyses/benchmark/run.py momentum: posterior medians +0.07 to
+#: +0.64 over 16 designs, every 90% interval above 0; centre and spread computed as the
+#: first step's). Left out of the defaults because forecasts of seeds 2 and 3 did not
+#: improve with it (worse from 2 generations; benchmark results.md, "The momentum").
+MOMENTUM_PRIOR = {"mean_momentum": (0.39, 0.18)}
+
+#: The prior key that switches the mean offset on (module docstring, "Mean equilibrium";
+#: not a default): LogNormal(mu, sigma) of the SD of the cells' offsets, learned on the
+#: benchmark's seed-1 chains with the priors above fixed (analyses/benchmark/run.py
+#: offset: posterior medians 0.014 to 0.124 over 16 designs; centre and spread computed as
+#: the shock's), median exp(-2.87) = 0.057 generation-0 SDs. Left out of the defaults
+#: because forecasts from 3 generations of seeds 2 and 3 got worse with it (benchmark
+#: results.md, "The mean offset").
+MEAN_OFFSET_PRIOR = {"mean_offset_sd": (-2.87, 0.78)}
+
 
 def uncond_center(cd: ChainData, upto: int | None = None) -> np.ndarray | None:
     """Per cell, the unconditional probes' mean over generations < upto; None without
@@ -92,6 +133,36 @@ def uncond_center(cd: ChainData, upto: int | None = None) -> np.ndarray | None:
     return c if np.all(np.isfinite(c)) else None
 
 
+def parent_level(cd: ChainData, upto: int | None = None) -> np.ndarray:
+    """Per cell, the mean of the guided sets' means of generations 0..upto-2 (the parents
+    of the generations a fit on < upto sees; 0 where a cell has none)."""
+    last = (cd.G if upto is None else upto) - 1
+    m = np.where(cd.valid("guided"), cd.sets["guided"].mean, np.nan)[:max(last, 1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = np.nanmean(m, axis=0)
+    return np.where(np.isfinite(out), out, 0.0)
+
+
+#: the first generation whose mean carries momentum (its parents' last step is
+#: generation 1's; a variant from generation 3, which leaves out the first finetuning's
+#: step, forecast worse still: benchmark results.md, "The momentum")
+MOMENTUM_FROM = 2
+
+
+def parent_steps(cd: ChainData) -> np.ndarray:
+    """(G, J): row t holds the last step of the parents' mean before generation t, the
+    parent mean of t minus that of t - 1 (:func:`~qtrait.models.base.parent_moments`
+    rows t - 1 and t - 2), from t = ``MOMENTUM_FROM``; 0 where there is none (earlier
+    rows, or a missing set)."""
+    pm = parent_moments(cd)[0]
+    out = np.zeros_like(pm)
+    step = pm[1:-1] - pm[:-2]
+    out[2:] = np.where(np.isfinite(step), step, 0.0)
+    out[:MOMENTUM_FROM] = 0.0
+    return out
+
+
 @dataclass(frozen=True)
 class BreederSpec(ModelSpec):
     """What the breeder model is, separate from the PyMC graph it builds."""
@@ -100,7 +171,7 @@ class BreederSpec(ModelSpec):
     priors: dict = field(default_factory=lambda: dict(DEFAULT_PRIORS))
     #: scientific parameters reported by `qtrait fit`
     reported = ("lambda", "gamma", "v_mut", "v_star", "sigma_learn", "tau", "gen_shock_sd",
-                "first_step")
+                "first_step", "mean_momentum", "mean_offset", "mean_offset_sd")
     population = ("log_lambda_mu", "log_lambda_sd", "gamma_mu", "gamma_sd", "v_mut_scale")
 
     @property
@@ -120,6 +191,10 @@ class BreederSpec(ModelSpec):
         center = uncond_center(cd, upto)
         if center is not None:   # data, not a graph constant: a reused model gets its own
             out["data_center"] = center
+            if "mean_offset_sd" in self.priors:
+                out["data_mean_ref"] = parent_level(cd, upto)
+        if "mean_momentum" in self.priors:
+            out["data_prev_step"] = parent_steps(cd)
         return out
 
     def coords(self, cd: ChainData, lay):
@@ -163,6 +238,25 @@ class BreederSpec(ModelSpec):
             d1 = pm.Normal("first_step", *self.priors["first_step"])
             out = pt.set_subtensor(out[1], out[1] + d1)
         return out
+
+    def mean_offsets(self, gamma, center, level):
+        """Per cell, the offset delta of the mean map's intercept from -gamma c (module
+        docstring, "Mean equilibrium"), 0 without the prior key ``mean_offset_sd``.
+
+        Sampled as the mean step at the cell's own level m (``level``: the mean of the
+        parents' means the fit sees), eta = gamma (m - c) + delta, whose prior given gamma
+        is Normal(gamma (m - c), s): the same model. The data pin eta (the cells' average
+        step) and gamma (how the step varies with the parent's mean) apart, where delta
+        and gamma trade along delta + gamma (m - c) = eta, a ridge that is long when the
+        chain sits far from c."""
+        if "mean_offset_sd" not in self.priors:
+            return 0.0
+        import pymc as pm
+
+        sd = pm.LogNormal("mean_offset_sd", *self.priors["mean_offset_sd"])
+        lean = gamma * (level - center)
+        eta = pm.Normal("mean_step", lean, sd, dims="cell")
+        return pm.Deterministic("mean_offset", eta - lean, dims="cell")
 
     # the three pooled cell parameters; hier overrides the population locations
     def cell_parameters(self, cd: ChainData, locs=None, shift=None):
@@ -228,13 +322,16 @@ class BreederSpec(ModelSpec):
             if center is None:
                 beta = pm.Normal("intercept", *p["intercept"], dims="cell")
             else:
-                beta = pm.Deterministic("intercept", -gamma * center, dims="cell")
+                beta = pm.Deterministic("intercept", -gamma * center + self.mean_offsets(
+                    gamma, center, D.get("mean_ref")), dims="cell")
             # row 0 (generation 0, the real data) is not modelled: the layout never reads it
             V = lam * D["prev_var"] + v_mut
             log_step = self.generation_log_steps(cd, shocks)
             if log_step is not None:
                 V = V * pt.exp(log_step)[:, None]
             mu = (1 + gamma) * D["prev_mean"] + beta
+            if "mean_momentum" in p:
+                mu = mu + pm.Normal("mean_momentum", *p["mean_momentum"]) * D["prev_step"]
             pm.Deterministic("guided_mean", mu, dims=("generation", "cell"))
             pm.Deterministic("guided_var", V, dims=("generation", "cell"))
             self.likelihood(D, lay, {"guided": (mu, V)}, extra_mean=sigma ** 2,
@@ -256,6 +353,11 @@ class BreederSpec(ModelSpec):
         tau = draws["tau"][:, None]
         shock_sd = draws.get("gen_shock_sd")
         st = start_state(cd, start, lam.shape)
+        rho = draws.get("mean_momentum")
+        if rho is not None:      # the parents' mean before their last step
+            before = last_valid(parent_moments(cd)[0], start - 1)
+            before = np.broadcast_to(np.where(np.isfinite(before), before,
+                                              st.parents.mean), lam.shape).copy()
         out = {k: np.empty((S, t_end - start + 1, cd.J)) for k in FORWARD_KEYS}
         for i in range(t_end - start + 1):
             V = (lam * st.parents.var + v_mut) * np.exp(
@@ -266,6 +368,10 @@ class BreederSpec(ModelSpec):
             if start + i == 1 and "first_step" in draws:
                 V = V * np.exp(draws["first_step"])[:, None]
             mu = (1 + gamma) * st.parents.mean + beta + sigma * rng.standard_normal(lam.shape)
+            if rho is not None:
+                if start + i >= MOMENTUM_FROM:
+                    mu = mu + rho[:, None] * (st.parents.mean - before)
+                before = st.parents.mean.copy()
             zbar, s2 = sample_guided(rng, mu, V, st.n, st.kurt, st.skew)
             st.parents.add(st.n, zbar, s2)
             for k, v in zip(FORWARD_KEYS, (mu, V, zbar, s2)):
