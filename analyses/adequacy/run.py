@@ -41,13 +41,10 @@ TERMS = ("gen_shock_sd", "first_step", "mean_momentum", "mean_offset_sd")
 
 def model_terms() -> str:
     """The default model's name and the optional terms its default priors switch on, as
-    records name it: e.g. ``breeder+gen_shock_sd+first_step+mean_momentum(from 3)``."""
+    records name it: e.g. ``breeder+gen_shock_sd+first_step``."""
     from qtrait.models import get_spec
-    from qtrait.models.breeder import MOMENTUM_FROM
 
-    # the momentum's first generation is part of its name: it was 2 in a first version
-    return "+".join([MODEL] + [k + (f"(from {MOMENTUM_FROM})" if k == "mean_momentum" else "")
-                               for k in TERMS if k in get_spec(MODEL).priors])
+    return "+".join([MODEL] + [k for k in TERMS if k in get_spec(MODEL).priors])
 
 
 def records() -> list[dict]:

@@ -66,10 +66,11 @@ NOSHOCK = HERE / "backtest_noshock.jsonl"
 #: the backtest with the shock, before the first step's own factor (2026-12-06)
 NOFIRST = HERE / "backtest_nofirst.jsonl"
 #: the default model with the momentum switched on (2026-12-06; not kept), and a variant
-#: whose momentum starts at generation 3 (prior from seed-1 fits of that variant, Normal
-#: (0.38, 0.20); not kept either)
+#: whose momentum starts at generation 3 (its prior from the seed-1 fits of that variant,
+#: momentum_from3.jsonl; not kept either)
 WITH_MOMENTUM = HERE / "backtest_momentum.jsonl"
 WITH_MOMENTUM_FROM3 = HERE / "backtest_momentum_from3.jsonl"
+MOMENTUM_FROM3 = HERE / "momentum_from3.jsonl"
 #: the default model with the mean offset switched on (K = 3; 2026-12-06; not kept)
 WITH_OFFSET = HERE / "backtest_offset.jsonl"
 TIMING = HERE / "timing.jsonl"       # wall time of whole steps
@@ -461,10 +462,15 @@ SHOCK_WIDE_PRIOR = (float(np.log(0.1)), 1.5)
 FIRST_WIDE_PRIOR = (0.0, 1.0)
 
 
-def shock_one(name: str) -> dict:
-    """The breeder with the wide priors of the shock's SD and of the first step on all of
-    one chain's generations (trait axes): the posterior of the generation shock's SD, of
-    each generation's shock and of the first step's log factor."""
+def q90(x) -> dict:
+    """The 5%, 50% and 95% quantiles of draws ``x``, as records keep them."""
+    return dict(zip(("q05", "q50", "q95"), np.quantile(x, [0.05, 0.5, 0.95]).round(4).tolist()))
+
+
+def seed1_fit(name: str, extra: dict):
+    """The default breeder with the prior keys ``extra`` added (or replaced), on all of
+    one seed-1 chain's generations (trait axes), sampled as the backtest samples;
+    (result, design, seed, seconds)."""
     from dataclasses import replace
 
     from qtrait.fit import SamplerSettings, fit
@@ -476,28 +482,32 @@ def shock_one(name: str) -> dict:
     run = open_run(OPENED / name)
     run = run.select(traits=run.axes)
     spec = get_spec("breeder")
-    spec = replace(spec, priors=dict(spec.priors) | {"gen_shock_sd": SHOCK_WIDE_PRIOR,
-                                                     "first_step": FIRST_WIDE_PRIOR})
+    spec = replace(spec, priors=dict(spec.priors) | extra)
     t0 = time.perf_counter()
     res = fit(run, "breeder", settings, save=False, spec=spec)
+    return (res, *design_of(name), round(time.perf_counter() - t0, 1))
+
+
+def shock_one(name: str) -> dict:
+    """The breeder with the wide priors of the shock's SD and of the first step on all of
+    one chain's generations (trait axes): the posterior of the generation shock's SD, of
+    each generation's shock and of the first step's log factor."""
+    res, design, seed, seconds = seed1_fit(name, {"gen_shock_sd": SHOCK_WIDE_PRIOR,
+                                                  "first_step": FIRST_WIDE_PRIOR})
     post = res.idata.posterior
     sd = post["gen_shock_sd"].values.ravel()
     e = post["gen_shock"].median(("chain", "draw")).values
     d1 = post["first_step"].values.ravel()
-    design, seed = design_of(name)
     return {"chain": name, "design": design, "seed": seed, "prior": list(SHOCK_WIDE_PRIOR),
-            "first_prior": list(FIRST_WIDE_PRIOR),
-            "first_quantiles": dict(zip(("q05", "q50", "q95"),
-                                        np.quantile(d1, [0.05, 0.5, 0.95]).round(4).tolist())),
+            "first_prior": list(FIRST_WIDE_PRIOR), "first_quantiles": q90(d1),
             "first_mean": round(float(d1.mean()), 4), "first_sd": round(float(d1.std()), 4),
             "lambda_median": float(np.median(post["lambda"].values)),
             "v_mut_median": float(np.median(post["v_mut"].values)),
-            "sd_quantiles": dict(zip(("q05", "q50", "q95"),
-                                     np.quantile(sd, [0.05, 0.5, 0.95]).round(4).tolist())),
+            "sd_quantiles": q90(sd),
             "log_sd_mean": round(float(np.log(sd).mean()), 4),
             "log_sd_sd": round(float(np.log(sd).std()), 4),
             "shock_median": e.round(4).tolist(), "diagnostics": res.diagnostics,
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "seconds": seconds}
 
 
 def seed1_step(one, path: Path, jobs: int, show) -> None:
@@ -551,27 +561,6 @@ OFFSET = HERE / "offset.jsonl"
 OFFSET_WIDE_PRIOR = (float(np.log(0.05)), 1.5)
 
 
-def seed1_fit(name: str, extra: dict):
-    """The default breeder with the prior keys ``extra`` added, on all of one chain's
-    generations (trait axes), sampled as the backtest samples; (result, design, seed,
-    seconds)."""
-    from dataclasses import replace
-
-    from qtrait.fit import SamplerSettings, fit
-    from qtrait.models import get_spec
-    from qtrait.rundir import open_run
-
-    f = config()["fit"]
-    settings = SamplerSettings(chains=f["chains"], draws=f["draws"], tune=f["tune"], cores=1)
-    run = open_run(OPENED / name)
-    run = run.select(traits=run.axes)
-    spec = get_spec("breeder")
-    spec = replace(spec, priors=dict(spec.priors) | extra)
-    t0 = time.perf_counter()
-    res = fit(run, "breeder", settings, save=False, spec=spec)
-    return (res, *design_of(name), round(time.perf_counter() - t0, 1))
-
-
 def offset_one(name: str) -> dict:
     """The breeder with its default priors and the wide prior of the mean offset's SD
     (breeder docstring, "Mean equilibrium") on all of one chain's generations (trait
@@ -581,8 +570,7 @@ def offset_one(name: str) -> dict:
     sd = post["mean_offset_sd"].values.ravel()
     delta = post["mean_offset"].median(("chain", "draw")).values
     return {"chain": name, "design": design, "seed": seed, "prior": list(OFFSET_WIDE_PRIOR),
-            "sd_quantiles": dict(zip(("q05", "q50", "q95"),
-                                     np.quantile(sd, [0.05, 0.5, 0.95]).round(4).tolist())),
+            "sd_quantiles": q90(sd),
             "log_sd_mean": round(float(np.log(sd).mean()), 4),
             "log_sd_sd": round(float(np.log(sd).std()), 4),
             "offset_median": delta.round(4).tolist(), "diagnostics": res.diagnostics,
@@ -601,8 +589,7 @@ def momentum_one(name: str) -> dict:
     rho = res.idata.posterior["mean_momentum"].values.ravel()
     return {"chain": name, "design": design, "seed": seed,
             "prior": list(MOMENTUM_WIDE_PRIOR),
-            "quantiles": dict(zip(("q05", "q50", "q95"),
-                                  np.quantile(rho, [0.05, 0.5, 0.95]).round(4).tolist())),
+            "quantiles": q90(rho),
             "mean": round(float(rho.mean()), 4), "sd": round(float(rho.std()), 4),
             "diagnostics": res.diagnostics, "seconds": seconds}
 
@@ -977,11 +964,7 @@ def shock_fits_table() -> list[str]:
            "medians; a persistent shock is a trend the map lacks). Default priors from "
            f"these: the shock's SD LogNormal({m:.2f}, {sd:.2f}), median {np.exp(m):.3f}; "
            f"the first step Normal({fm:.2f}, {fsd:.2f}), a factor of {np.exp(fm):.2f} on "
-           f"generation 1's variance. {sum(not d['ok'] for d in diags)} of {len(recs)} of "
-           "these "
-           f"fits fail their diagnostics (max R-hat {max(d['rhat_max'] for d in diags):.3f},"
-           f" min ESS {min(min(d['ess_bulk_min'], d['ess_tail_min']) for d in diags):.0f}, "
-           f"{sum(d['divergences'] for d in diags)} divergences): the "
+           f"generation 1's variance. {fits_verdict(recs)}: the "
            "prior rests on posteriors that are not converged to the bar"
            + (", though none diverges." if not sum(d["divergences"] for d in diags)
               else "."), "",
@@ -1136,9 +1119,10 @@ def momentum_table() -> list[str]:
         change_table(WITH_MOMENTUM_FROM3, BACKTEST, [
             "### The momentum from generation 3", "",
             "The same with the momentum starting at generation 3 (generation 1's step, the "
-            "first finetuning's, not carried on; its prior Normal(0.38, 0.20) from seed-1 "
-            "fits of this variant, momentum_from3.jsonl; records in "
-            "backtest_momentum_from3.jsonl), against the default model."])
+            "first finetuning's, not carried on; its prior Normal({:.2f}, {:.2f}) from "
+            "seed-1 fits of this variant, momentum_from3.jsonl; records in "
+            "backtest_momentum_from3.jsonl), against the default model."
+            .format(*learned_prior(MOMENTUM_FROM3, "mean", "sd"))])
 
 
 def offset_fits_table() -> list[str]:

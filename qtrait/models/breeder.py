@@ -64,8 +64,9 @@ parents' last step (one rho per fit, shared by the cells):
 
     mu_t = (1 + gamma) zbar_{t-1} + beta + rho (zbar_{t-1} - zbar_{t-2})
 
-(the step of the parents' means, :func:`parent_steps`), from generation ``MOMENTUM_FROM``
-= 2. rho > 0 says a mean that has started to move keeps moving, rho < 0 that it
+(the step of the parents' means, :func:`parent_steps`), from generation 2 (a variant
+that left out generation 1's step forecast worse still: benchmark results.md, "The
+momentum"). rho > 0 says a mean that has started to move keeps moving, rho < 0 that it
 overshoots and comes back. A forecast carries the last observed step into its first
 generation. The default priors do not have the key (:data:`MOMENTUM_PRIOR` says why and
 holds the learned prior); without it, no momentum.
@@ -121,45 +122,39 @@ MOMENTUM_PRIOR = {"mean_momentum": (0.39, 0.18)}
 MEAN_OFFSET_PRIOR = {"mean_offset_sd": (-2.87, 0.78)}
 
 
+def set_mean(cd: ChainData, set_name: str, upto: int | None = None) -> np.ndarray:
+    """Per cell, the mean of a set's means over its valid generations < upto (NaN where a
+    cell has none)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # a cell without the set: NaN
+        return np.nanmean(np.where(cd.valid(set_name), cd.sets[set_name].mean,
+                                   np.nan)[:upto], axis=0)
+
+
 def uncond_center(cd: ChainData, upto: int | None = None) -> np.ndarray | None:
     """Per cell, the unconditional probes' mean over generations < upto; None without
     probes."""
     if not cd.has("probe_uncond"):
         return None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)   # a cell without probes: NaN
-        c = np.nanmean(np.where(cd.valid("probe_uncond"), cd.sets["probe_uncond"].mean,
-                                np.nan)[:upto], axis=0)
+    c = set_mean(cd, "probe_uncond", upto)
     return c if np.all(np.isfinite(c)) else None
 
 
 def parent_level(cd: ChainData, upto: int | None = None) -> np.ndarray:
     """Per cell, the mean of the guided sets' means of generations 0..upto-2 (the parents
     of the generations a fit on < upto sees; 0 where a cell has none)."""
-    last = (cd.G if upto is None else upto) - 1
-    m = np.where(cd.valid("guided"), cd.sets["guided"].mean, np.nan)[:max(last, 1)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        out = np.nanmean(m, axis=0)
+    out = set_mean(cd, "guided", max((cd.G if upto is None else upto) - 1, 1))
     return np.where(np.isfinite(out), out, 0.0)
-
-
-#: the first generation whose mean carries momentum (its parents' last step is
-#: generation 1's; a variant from generation 3, which leaves out the first finetuning's
-#: step, forecast worse still: benchmark results.md, "The momentum")
-MOMENTUM_FROM = 2
 
 
 def parent_steps(cd: ChainData) -> np.ndarray:
     """(G, J): row t holds the last step of the parents' mean before generation t, the
     parent mean of t minus that of t - 1 (:func:`~qtrait.models.base.parent_moments`
-    rows t - 1 and t - 2), from t = ``MOMENTUM_FROM``; 0 where there is none (earlier
-    rows, or a missing set)."""
+    rows t - 1 and t - 2); 0 where there is none (rows 0 and 1, or a missing set)."""
     pm = parent_moments(cd)[0]
     out = np.zeros_like(pm)
     step = pm[1:-1] - pm[:-2]
     out[2:] = np.where(np.isfinite(step), step, 0.0)
-    out[:MOMENTUM_FROM] = 0.0
     return out
 
 
@@ -368,9 +363,8 @@ class BreederSpec(ModelSpec):
             if start + i == 1 and "first_step" in draws:
                 V = V * np.exp(draws["first_step"])[:, None]
             mu = (1 + gamma) * st.parents.mean + beta + sigma * rng.standard_normal(lam.shape)
-            if rho is not None:
-                if start + i >= MOMENTUM_FROM:
-                    mu = mu + rho[:, None] * (st.parents.mean - before)
+            if rho is not None:   # no step before generation 2: before = parents there
+                mu = mu + rho[:, None] * (st.parents.mean - before)
                 before = st.parents.mean.copy()
             zbar, s2 = sample_guided(rng, mu, V, st.n, st.kurt, st.skew)
             st.parents.add(st.n, zbar, s2)
