@@ -288,14 +288,15 @@ def worst_cells(pit, cell, statistic, most: int = 5) -> list[dict]:
 
 
 def check(run, model: str, settings, full=None, generations=None, start: int = LFO_START,
-          progress=None) -> Adequacy:
+          progress=None, spec=None) -> Adequacy:
     """Adequacy of ``model`` on ``run``: one-step LFO PIT by exact refits on generations
     0..t for t = ``start``..G-2, and the per-generation PPC of ``full`` (the fit on all
-    generations; fitted here when not given). ``progress(i, n)`` is called per refit."""
+    generations; fitted here when not given). ``progress(i, n)`` is called per refit.
+    ``spec``: the model's specification when not its default (other priors)."""
     from .fit import fit
 
     if full is None:
-        full = fit(run, model, settings, generations, save=False)
+        full = fit(run, model, settings, generations, save=False, spec=spec)
     cd = full.data
     G = cd.G
     start = max(1, start)
@@ -306,7 +307,7 @@ def check(run, model: str, settings, full=None, generations=None, start: int = L
         raise ValueError(f"the one-step PIT needs at least 2 predicted generations (a run "
                          f"of {start + 3} or more generations); the fit has {G}")
     for i, t in enumerate(ts):
-        part = fit(run, model, settings, generations, save=False, upto=t + 1)
+        part = fit(run, model, settings, generations, save=False, upto=t + 1, spec=spec)
         step = one_step_pit(part, t + 1, seed=settings.seed + t)
         steps.append({"train": f"0..{t}", "predicts": cd.generations[t + 1],
                       "ok": bool(part.diagnostics.get("ok", False)),

@@ -1,6 +1,7 @@
 """Adequacy of the default model on the shipped real runs (docs/models.md section 11).
 
     python analyses/adequacy/run.py            # fit and check every shipped real run
+    python analyses/adequacy/run.py --with level_share   # ... with optional prior keys
     python analyses/adequacy/run.py report     # rewrite results.md from the records
 
 Per run: the default model (breeder, default sampler settings) on all generations and
@@ -36,15 +37,29 @@ MODEL = "breeder"
 OLD_LIKELIHOOD = "independent/per-set-kurtosis"
 #: the optional terms of the default model (prior keys that add a term to its graph);
 #: records written before they were recorded had none of them
-TERMS = ("gen_shock_sd", "first_step", "mean_momentum", "mean_offset_sd")
+TERMS = ("gen_shock_sd", "first_step", "mean_momentum", "mean_offset_sd", "log_level_mu")
+#: ``--with`` NAME: the breeder's optional prior keys added to the defaults
+EXTRA = {"momentum": "MOMENTUM_PRIOR", "offset": "MEAN_OFFSET_PRIOR",
+         "level_share": "LEVEL_SHARE_PRIOR"}
 
 
-def model_terms() -> str:
-    """The default model's name and the optional terms its default priors switch on, as
-    records name it: e.g. ``breeder+gen_shock_sd+first_step``."""
-    from qtrait.models import get_spec
+def model_spec(extra: str | None = None):
+    """The default model, with the optional priors ``extra`` (a key of EXTRA) added."""
+    from dataclasses import replace
 
-    return "+".join([MODEL] + [k for k in TERMS if k in get_spec(MODEL).priors])
+    from qtrait.models import breeder, get_spec
+
+    spec = get_spec(MODEL)
+    if extra is None:
+        return spec
+    return replace(spec, priors=dict(spec.priors) | getattr(breeder, EXTRA[extra]))
+
+
+def model_terms(spec=None) -> str:
+    """The model's name and the optional terms its priors switch on, as records name it:
+    e.g. ``breeder+gen_shock_sd+first_step`` (``spec``: the default model when None)."""
+    spec = spec or model_spec()
+    return "+".join([MODEL] + [k for k in TERMS if k in spec.priors])
 
 
 def records() -> list[dict]:
@@ -54,13 +69,14 @@ def records() -> list[dict]:
                  "terms": r.get("terms", MODEL)} for r in rows]
 
 
-def check_runs() -> None:
+def check_runs(extra: str | None = None) -> None:
     from qtrait.adequacy import check
     from qtrait.fit import SamplerSettings, fit
     from qtrait.models.base import LIKELIHOOD_VERSION
     from qtrait.rundir import open_run
 
-    terms = model_terms()
+    spec = model_spec(extra)
+    terms = model_terms(spec)
     done = {r["run"] for r in records()
             if r["likelihood"] == LIKELIHOOD_VERSION and r["terms"] == terms}
     settings = SamplerSettings()
@@ -69,9 +85,9 @@ def check_runs() -> None:
             continue
         run = open_run(ROOT / "data" / "runs" / name)
         t0 = time.perf_counter()
-        full = fit(run, MODEL, settings, save=False)
+        full = fit(run, MODEL, settings, save=False, spec=spec)
         t_fit = time.perf_counter() - t0
-        adq = check(run, MODEL, settings, full=full)
+        adq = check(run, MODEL, settings, full=full, spec=spec)
         rec = {"run": name, "model": MODEL, "terms": terms, "likelihood": LIKELIHOOD_VERSION,
                "cells": full.data.J,
                "generations": full.data.G, "diagnostics": full.diagnostics,
@@ -117,6 +133,13 @@ def report() -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["report"]:
-        check_runs()
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("step", nargs="?", choices=("check", "report"), default="check")
+    ap.add_argument("--with", dest="extra", choices=sorted(EXTRA),
+                    help="add the breeder's optional prior keys of this name")
+    a = ap.parse_args()
+    if a.step == "check":
+        check_runs(a.extra)
     report()

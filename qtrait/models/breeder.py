@@ -21,6 +21,22 @@ guided set's sufficient statistics are the observations:
 finetuning on the mean and log variance). log lambda, gamma and V_m are partially pooled
 over the cells (non-centred).
 
+Level and share. Where the parents' variance barely moves (a chain near its equilibrium,
+or one that keeps its variance) the data pin down lambda s2 + V_m at that variance and
+little else, and lambda and V_m, sampled as they are, trade along a ridge that the
+sampler can diverge on (chain_w1: 41 divergent transitions, R-hat 1.038). With the prior
+keys of :data:`LEVEL_SHARE_PRIOR` each cell's pair is sampled instead as its level
+L = lambda + V_m (the variance the map passes on from parents with generation 0's
+variance, 1 in standardised units) and its inherited share r = lambda / L in (0, 1):
+
+    lambda = r L,   V_m = (1 - r) L,   log L ~ Normal(mu_L, sd_L),   logit r ~ Normal(mu_r, sd_r)
+
+each partially pooled over the cells (:meth:`BreederSpec.level_share`); r -> 1 says
+V_m = 0. It is a different prior, not only a different sampler: the defaults keep log
+lambda pooled and V_m a population scale times a HalfNormal per cell, and the data
+decide between the two only where they are informative (the constant says why it is not
+the default).
+
 Generation shock. One finetuning run makes a whole generation: what it happens to learn
 moves every cell of that generation together, which the per-cell noise tau cannot say
 (140 independent cell shocks average out in the pooled variance ratio a horizon reads).
@@ -121,6 +137,20 @@ MOMENTUM_PRIOR = {"mean_momentum": (0.39, 0.18)}
 #: results.md, "The mean offset").
 MEAN_OFFSET_PRIOR = {"mean_offset_sd": (-2.87, 0.78)}
 
+#: The prior keys that switch on the level-and-share parameterization (module docstring,
+#: "Level and share"; not a default): the Normal priors of the locations of log L and
+#: logit r, learned on the benchmark's seed-1 chains (analyses/benchmark/run.py
+#: levelshare: wide location priors, all 16 generations of 16 designs; posterior medians
+#: of the log level's location -0.84 to -0.14, of the logit share's +0.21 to +5.2;
+#: centre and spread computed as the shock's: L median 0.68, r median 0.93, 90% 0.61 to
+#: 0.99), and the HalfNormal scales of their spreads over cells from the same fits (the
+#: root mean square of each spread's posterior over the chains; medians 0.010-0.18 and
+#: 0.32-1.2). With these keys log_lambda_mu, log_lambda_sd and v_mut_scale are not used.
+#: Left out of the defaults because fits from 3 generations of seeds 2 and 3 converged
+#: less often with it (benchmark results.md, "Level and share").
+LEVEL_SHARE_PRIOR = {"log_level_mu": (-0.38, 0.18), "log_level_sd": 0.11,
+                     "logit_share_mu": (2.63, 1.33), "logit_share_sd": 0.76}
+
 
 def set_mean(cd: ChainData, set_name: str, upto: int | None = None) -> np.ndarray:
     """Per cell, the mean of a set's means over its valid generations < upto (NaN where a
@@ -165,9 +195,11 @@ class BreederSpec(ModelSpec):
     name: str = "breeder"
     priors: dict = field(default_factory=lambda: dict(DEFAULT_PRIORS))
     #: scientific parameters reported by `qtrait fit`
-    reported = ("lambda", "gamma", "v_mut", "v_star", "sigma_learn", "tau", "gen_shock_sd",
-                "first_step", "mean_momentum", "mean_offset", "mean_offset_sd")
-    population = ("log_lambda_mu", "log_lambda_sd", "gamma_mu", "gamma_sd", "v_mut_scale")
+    reported = ("lambda", "gamma", "v_mut", "v_star", "share", "sigma_learn", "tau",
+                "gen_shock_sd", "first_step", "mean_momentum", "mean_offset", "mean_offset_sd")
+    #: population parameters of either parameterization (those of the other are absent)
+    population = ("log_level_mu", "log_level_sd", "logit_share_mu", "logit_share_sd",
+                  "log_lambda_mu", "log_lambda_sd", "gamma_mu", "gamma_sd", "v_mut_scale")
 
     @property
     def has_shock(self) -> bool:
@@ -275,6 +307,14 @@ class BreederSpec(ModelSpec):
         if shift is not None and locs:
             raise ValueError("the generation shock with regressed locations (hier) is not "
                              "built")
+        if "log_level_mu" in p:
+            if locs:
+                raise ValueError("the level-and-share parameterization with regressed "
+                                 "locations (hier) is not built")
+            lam, v_mut = self.level_share(shift)
+            gamma = pm.Deterministic("gamma", pooled("gamma", p["gamma_mu"], p["gamma_sd"]),
+                                     dims="cell")
+            return lam, gamma, v_mut
         if shift is None:
             lam = pm.Deterministic("lambda", pt.exp(pooled(
                 "log_lambda", p["log_lambda_mu"], p["log_lambda_sd"],
@@ -296,6 +336,32 @@ class BreederSpec(ModelSpec):
         vm_z = pm.HalfNormal("v_mut_z", 1.0, dims="cell")
         v_mut = pm.Deterministic("v_mut", scale * vm_z, dims="cell")
         return lam, gamma, v_mut
+
+    def level_share(self, shift=None):
+        """lambda and V_m per cell from the level L = lambda + V_m (the variance a unit
+        parent variance passes on) and the inherited share r = lambda / L, each partially
+        pooled: log L ~ Normal(mu_L, sd_L), logit r ~ Normal(mu_r, sd_r) (module
+        docstring, "Level and share"). With the generation shock's mean ``shift`` the
+        level's location is sampled shifted, as :meth:`cell_parameters` says for lambda
+        and V_m."""
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        p = self.priors
+        loc, loc_sd = p["log_level_mu"]
+        if shift is None:
+            log_level = pooled("log_level", p["log_level_mu"], p["log_level_sd"])
+        else:
+            shifted = pm.Normal("log_level_mu_shifted", loc + shift, loc_sd)
+            pm.Deterministic("log_level_mu", shifted - shift)
+            log_level = pooled("log_level", p["log_level_mu"], p["log_level_sd"],
+                               group_loc=shifted) - shift
+        level = pm.Deterministic("level", pt.exp(log_level), dims="cell")
+        share = pm.Deterministic("share", pm.math.sigmoid(pooled(
+            "logit_share", p["logit_share_mu"], p["logit_share_sd"])), dims="cell")
+        lam = pm.Deterministic("lambda", level * share, dims="cell")
+        v_mut = pm.Deterministic("v_mut", level * (1 - share), dims="cell")
+        return lam, v_mut
 
     def build(self, cd: ChainData, locs_fn=None):
         """The PyMC model; ``locs_fn`` (hier) supplies per-cell population locations."""

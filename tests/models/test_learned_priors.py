@@ -7,9 +7,11 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from qtrait.models.breeder import DEFAULT_PRIORS, MEAN_OFFSET_PRIOR, MOMENTUM_PRIOR
+from qtrait.models.breeder import (DEFAULT_PRIORS, LEVEL_SHARE_PRIOR, MEAN_OFFSET_PRIOR,
+                                   MOMENTUM_PRIOR)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,9 +25,21 @@ def benchmark():
     return module
 
 
-@pytest.mark.parametrize("key, learned", [
-    ("gen_shock_sd", "shock_prior"), ("first_step", "first_prior"),
-    ("mean_offset_sd", "offset_prior"), ("mean_momentum", "momentum_prior")])
-def test_the_breeder_priors_are_the_ones_the_records_give(benchmark, key, learned):
-    written = (DEFAULT_PRIORS | MEAN_OFFSET_PRIOR | MOMENTUM_PRIOR)[key]
-    assert tuple(round(x, 2) for x in getattr(benchmark, learned)()) == written
+#: prior key -> what the records give for it
+LEARNED = {
+    "gen_shock_sd": lambda b: b.shock_prior(),
+    "first_step": lambda b: b.first_prior(),
+    "mean_offset_sd": lambda b: b.offset_prior(),
+    "mean_momentum": lambda b: b.momentum_prior(),
+    "log_level_mu": lambda b: b.levelshare_prior()["log_level_mu"],
+    "logit_share_mu": lambda b: b.levelshare_prior()["logit_share_mu"],
+    "log_level_sd": lambda b: b.levelshare_spread_prior()["log_level_sd"],
+    "logit_share_sd": lambda b: b.levelshare_spread_prior()["logit_share_sd"],
+}
+
+
+@pytest.mark.parametrize("key", sorted(LEARNED))
+def test_the_breeder_priors_are_the_ones_the_records_give(benchmark, key):
+    written = (DEFAULT_PRIORS | MEAN_OFFSET_PRIOR | MOMENTUM_PRIOR | LEVEL_SHARE_PRIOR)[key]
+    learned = np.round(LEARNED[key](benchmark), 2)
+    assert np.array_equal(learned, np.asarray(written)), (learned, written)
