@@ -116,7 +116,7 @@ DEFAULT_PRIORS = {
     # below 0 in 13 of 16; 12 of those 16 fits fail their diagnostics, none diverges):
     # each prior's centre is the mean over chains of the posterior mean (of log SD, of the
     # factor), its spread holds both the spread between the chains and each one's own
-    "gen_shock_sd": (-2.38, 0.64),      # median exp(-2.38) = 0.092
+    "gen_shock_sd": (-2.38, 0.64),      # median exp(-2.38) = 0.093
     "first_step": (-0.17, 0.31),        # generation 1's variance x exp(d1), median 0.84
 }
 

@@ -14,24 +14,13 @@ from scipy import stats
 from qtrait.fit import SamplerSettings, fit
 from qtrait.models import chain_data, fit_data, get_spec
 from qtrait.rundir import open_run
-from qtrait.simulate import ChainTruth, TraitTruth, simulate_tables, write_simulated_run
+from qtrait.simulate import ChainTruth, simulate_tables, write_simulated_run
+
+from .breeder_chains import CONCEPTS, noiseless_draws, truth
 
 pytest.importorskip("nutpie")
 
 SETTINGS = SamplerSettings(chains=2, draws=500, tune=500, seed=0)
-CONCEPTS = ("a", "b", "c")
-
-
-def truth(seed: int, shock_sd: float, generations: int = 10,
-          first_step: float = 0.0) -> ChainTruth:
-    rng = np.random.default_rng(300 + seed)
-    traits = tuple(TraitTruth(f"t{k}", lam=rng.uniform(0.6, 0.9), gamma=0.0,
-                              v_mut=rng.uniform(0.02, 0.1), m_uncond=0.0) for k in range(3))
-    return ChainTruth(traits=traits, model="breeder", generations=generations, images=200,
-                      probe_w1=0, probe_uncond=0, concepts=CONCEPTS, shock_sd=shock_sd,
-                      first_step=first_step, seed=seed)
-
-
 def realised_shocks(t: ChainTruth) -> np.ndarray:
     """log(V_t / (lambda s2_{t-1} + V_m)) of the simulated chain, generations 1.., one per
     generation (the same in every cell: checked), less the first step's factor."""
@@ -47,18 +36,6 @@ def realised_shocks(t: ChainTruth) -> np.ndarray:
         np.testing.assert_allclose(e, e[0, 0], atol=1e-9)
         out.append(e[0, 0] - (t.first_step if g == 1 else 0.0))
     return np.array(out)
-
-
-def noiseless_draws(tmp_path, S: int, **extra):
-    """(spec, chain data, draws): a 4-generation simulated run and S posterior draws
-    with lambda 0.8, V_m 0.05 and every noise off, plus ``extra`` per-draw scalars."""
-    run = open_run(write_simulated_run(tmp_path / "r", truth(0, 0.0, generations=4)))
-    cd = chain_data([fit_data(run)])
-    J = cd.J
-    draws = {"lambda": np.full((S, J), 0.8), "gamma": np.zeros((S, J)),
-             "v_mut": np.full((S, J), 0.05), "intercept": np.zeros((S, J)),
-             "sigma_learn": np.zeros(S), "tau": np.zeros(S)}
-    return get_spec("breeder"), cd, draws | {k: np.full(S, v) for k, v in extra.items()}
 
 
 def test_forecasts_draw_one_shock_per_generation_for_every_cell(tmp_path):

@@ -43,3 +43,28 @@ def test_the_breeder_priors_are_the_ones_the_records_give(benchmark, key):
     written = (DEFAULT_PRIORS | MEAN_OFFSET_PRIOR | MOMENTUM_PRIOR | LEVEL_SHARE_PRIOR)[key]
     learned = np.round(LEARNED[key](benchmark), 2)
     assert np.array_equal(learned, np.asarray(written)), (learned, written)
+
+
+def test_models_md_states_what_the_learned_priors_give():
+    # docs/models.md summarises each learned prior by hand (a median or factor and a
+    # central 90% range); each summary must be what the prior written in breeder.py
+    # gives, at the decimals the text shows
+    from scipy.special import expit
+
+    text = (ROOT / "docs" / "models.md").read_text()
+    z = 1.6448536269514722            # the standard normal's 95% quantile
+    p = DEFAULT_PRIORS | MEAN_OFFSET_PRIOR | MOMENTUM_PRIOR | LEVEL_SHARE_PRIOR
+    (sm, ss), (fm, fs), (rm, rs) = p["gen_shock_sd"], p["first_step"], p["mean_momentum"]
+    lm, (am, asd) = p["log_level_mu"][0], p["logit_share_mu"]
+    stated = [
+        f"median {np.exp(sm):.3f}, 90% between {np.exp(sm - z * ss):.3f} and "
+        f"{np.exp(sm + z * ss):.3f}",
+        f"a factor of {np.exp(fm):.2f}, 90% between {np.exp(fm - z * fs):.2f} and "
+        f"{np.exp(fm + z * fs):.2f}",
+        f"90% between {rm - z * rs:.2f} and {rm + z * rs:.2f}",
+        f"median {np.exp(p['mean_offset_sd'][0]):.3f} generation-0 SDs",
+        f"L about {np.exp(lm):.2f}, r about {expit(am):.2f} (90% between "
+        f"{expit(am - z * asd):.2f} and {expit(am + z * asd):.2f})",
+    ]
+    missing = [s for s in stated if s not in text]
+    assert not missing, missing

@@ -18,7 +18,7 @@ from qtrait.models.breeder import MEAN_OFFSET_PRIOR, MOMENTUM_PRIOR, parent_step
 from qtrait.rundir import open_run
 from qtrait.simulate import ChainTruth, TraitTruth, write_simulated_run
 
-from .test_generation_shock import noiseless_draws
+from .breeder_chains import noiseless_draws
 
 pytest.importorskip("nutpie")
 

@@ -1,0 +1,35 @@
+"""Simulated breeder chains shared by the breeder's model tests (not a test module)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qtrait.models import chain_data, fit_data, get_spec
+from qtrait.rundir import open_run
+from qtrait.simulate import ChainTruth, TraitTruth, write_simulated_run
+
+CONCEPTS = ("a", "b", "c")
+
+
+def truth(seed: int, shock_sd: float, generations: int = 10,
+          first_step: float = 0.0) -> ChainTruth:
+    """A breeder chain of 3 concepts x 3 traits (lambda 0.6-0.9, V_m 0.02-0.1, no drift)
+    with the generation shock's SD and the first step's log factor given."""
+    rng = np.random.default_rng(300 + seed)
+    traits = tuple(TraitTruth(f"t{k}", lam=rng.uniform(0.6, 0.9), gamma=0.0,
+                              v_mut=rng.uniform(0.02, 0.1), m_uncond=0.0) for k in range(3))
+    return ChainTruth(traits=traits, model="breeder", generations=generations, images=200,
+                      probe_w1=0, probe_uncond=0, concepts=CONCEPTS, shock_sd=shock_sd,
+                      first_step=first_step, seed=seed)
+
+
+def noiseless_draws(tmp_path, S: int, **extra):
+    """(spec, chain data, draws): a 4-generation simulated run and S posterior draws
+    with lambda 0.8, V_m 0.05 and every noise off, plus ``extra`` per-draw scalars."""
+    run = open_run(write_simulated_run(tmp_path / "r", truth(0, 0.0, generations=4)))
+    cd = chain_data([fit_data(run)])
+    J = cd.J
+    draws = {"lambda": np.full((S, J), 0.8), "gamma": np.zeros((S, J)),
+             "v_mut": np.full((S, J), 0.05), "intercept": np.zeros((S, J)),
+             "sigma_learn": np.zeros(S), "tau": np.zeros(S)}
+    return get_spec("breeder"), cd, draws | {k: np.full(S, v) for k, v in extra.items()}
