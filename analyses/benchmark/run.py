@@ -94,9 +94,12 @@ def _append(path: Path, rec: dict) -> None:
         f.write(json.dumps(rec, sort_keys=True) + "\n")
 
 
-def _records(path: Path) -> list[dict]:
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] \
+def _records(path: Path, by_chain: bool = False) -> list[dict]:
+    """The records of ``path`` (none when it does not exist), in file order or sorted by
+    chain."""
+    recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] \
         if path.exists() else []
+    return sorted(recs, key=lambda r: r["chain"]) if by_chain else recs
 
 
 def design_of(name: str) -> tuple[str, int]:
@@ -349,13 +352,10 @@ def adequacy_one(name: str) -> dict:
     """The default model on all of one chain's generations (its trait axes) and its
     adequacy check (:func:`qtrait.adequacy.check`); a process of :func:`adequacy`."""
     from qtrait.adequacy import check
-    from qtrait.fit import SamplerSettings, fit
-    from qtrait.rundir import open_run
+    from qtrait.fit import fit
 
     f = config()["fit"]
-    settings = SamplerSettings(chains=f["chains"], draws=f["draws"], tune=f["tune"], cores=1)
-    run = open_run(OPENED / name)
-    run = run.select(traits=run.axes)
+    run, settings = chain_fit_setup(name)
     t0 = time.perf_counter()
     full = fit(run, f["model"], settings, save=False)
     adq = check(run, f["model"], settings, full=full)
@@ -467,20 +467,29 @@ def q90(x) -> dict:
     return dict(zip(("q05", "q50", "q95"), np.quantile(x, [0.05, 0.5, 0.95]).round(4).tolist()))
 
 
+def chain_fit_setup(name: str):
+    """(run, settings) of a one-process fit of chain ``name`` on all its generations: the
+    chain's run directory on its trait axes, and the backtest's sampler settings on one
+    core (the fits of a step run in parallel processes)."""
+    from qtrait.fit import SamplerSettings
+    from qtrait.rundir import open_run
+
+    f = config()["fit"]
+    settings = SamplerSettings(chains=f["chains"], draws=f["draws"], tune=f["tune"], cores=1)
+    run = open_run(OPENED / name)
+    return run.select(traits=run.axes), settings
+
+
 def seed1_fit(name: str, extra: dict):
     """The default breeder with the prior keys ``extra`` added (or replaced), on all of
     one seed-1 chain's generations (trait axes), sampled as the backtest samples;
     (result, design, seed, seconds)."""
     from dataclasses import replace
 
-    from qtrait.fit import SamplerSettings, fit
+    from qtrait.fit import fit
     from qtrait.models import get_spec
-    from qtrait.rundir import open_run
 
-    f = config()["fit"]
-    settings = SamplerSettings(chains=f["chains"], draws=f["draws"], tune=f["tune"], cores=1)
-    run = open_run(OPENED / name)
-    run = run.select(traits=run.axes)
+    run, settings = chain_fit_setup(name)
     spec = get_spec("breeder")
     spec = replace(spec, priors=dict(spec.priors) | extra)
     t0 = time.perf_counter()
@@ -1008,7 +1017,7 @@ def fits_verdict(recs: list[dict]) -> str:
 
 def shock_fits_table() -> list[str]:
     """The seed-1 fits that set the shock's prior (shock.jsonl)."""
-    recs = sorted(_records(SHOCK), key=lambda r: r["chain"])
+    recs = _records(SHOCK, by_chain=True)
     if not recs:
         return []
     m, sd = shock_prior()
@@ -1137,7 +1146,7 @@ def mean_step_correlation() -> tuple[float, int]:
 
 def momentum_fits_table() -> list[str]:
     """The seed-1 fits that set the momentum's prior (momentum.jsonl)."""
-    recs = sorted(_records(MOMENTUM), key=lambda r: r["chain"])
+    recs = _records(MOMENTUM, by_chain=True)
     if not recs:
         return []
     m, sd = momentum_prior()
@@ -1187,7 +1196,7 @@ def momentum_table() -> list[str]:
 
 def levelshare_fits_table() -> list[str]:
     """The seed-1 fits that set the level-and-share priors (levelshare.jsonl)."""
-    recs = sorted(_records(LEVELSHARE), key=lambda r: r["chain"])
+    recs = _records(LEVELSHARE, by_chain=True)
     if not recs:
         return []
     loc, spread = levelshare_prior(), levelshare_spread_prior()
@@ -1238,7 +1247,7 @@ def levelshare_table() -> list[str]:
 
 def offset_fits_table() -> list[str]:
     """The seed-1 fits that set the mean offset's prior (offset.jsonl)."""
-    recs = sorted(_records(OFFSET), key=lambda r: r["chain"])
+    recs = _records(OFFSET, by_chain=True)
     if not recs:
         return []
     m, sd = offset_prior()
