@@ -50,3 +50,16 @@ def test_theory_calibration_section_quotes_the_study():
     study = (ROOT / "analyses" / "zeroshot_calibration" / "results.md").read_text()
     missing = unsourced(section, study)
     assert not missing, f"numbers in theory.md 4.6 that the study did not print: {missing}"
+
+
+def test_the_optional_breeder_terms_in_models_md_quote_measured_numbers():
+    # docs/models.md 4.1 reports what each optional breeder term did on the benchmark and
+    # the shipped runs (from "**Momentum" to the shock's sampling note): the same rule,
+    # those numbers must stand in a study's generated results.md
+    page = (ROOT / "docs" / "models.md").read_text()
+    start, end = page.index("**Momentum (off by default).**"), \
+        page.index("*How the shocks are sampled.*")
+    studies = "".join(p.read_text() for p in sorted(ROOT.glob("analyses/*/results.md")))
+    missing = unsourced(page[start:end], studies)
+    assert not missing, ("numbers in docs/models.md 4.1's optional terms that no study "
+                         f"results.md contains: {missing}")

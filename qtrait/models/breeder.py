@@ -307,35 +307,45 @@ class BreederSpec(ModelSpec):
         if shift is not None and locs:
             raise ValueError("the generation shock with regressed locations (hier) is not "
                              "built")
+        def cell_gamma():
+            return pm.Deterministic("gamma", pooled("gamma", p["gamma_mu"], p["gamma_sd"],
+                                                    group_loc=locs.get("gamma")), dims="cell")
+
         if "log_level_mu" in p:
             if locs:
                 raise ValueError("the level-and-share parameterization with regressed "
                                  "locations (hier) is not built")
             lam, v_mut = self.level_share(shift)
-            gamma = pm.Deterministic("gamma", pooled("gamma", p["gamma_mu"], p["gamma_sd"]),
-                                     dims="cell")
-            return lam, gamma, v_mut
+            return lam, cell_gamma(), v_mut
+        lam = pm.Deterministic("lambda", pt.exp(self.pooled_shifted(
+            "log_lambda", shift, locs.get("log_lambda"))), dims="cell")
         if shift is None:
-            lam = pm.Deterministic("lambda", pt.exp(pooled(
-                "log_lambda", p["log_lambda_mu"], p["log_lambda_sd"],
-                group_loc=locs.get("log_lambda"))), dims="cell")
             scale = locs.get("v_mut_scale")
             if scale is None:
                 scale = pm.HalfNormal("v_mut_scale", p["v_mut_scale"])
         else:
-            loc, loc_sd = p["log_lambda_mu"]
-            shifted = pm.Normal("log_lambda_mu_shifted", loc + shift, loc_sd)
-            pm.Deterministic("log_lambda_mu", shifted - shift)
-            lam = pm.Deterministic("lambda", pt.exp(pooled(
-                "log_lambda", p["log_lambda_mu"], p["log_lambda_sd"], group_loc=shifted)
-                - shift), dims="cell")
             scale = pm.Deterministic("v_mut_scale", pm.HalfNormal(
                 "v_mut_scale_shifted", p["v_mut_scale"] * pt.exp(shift)) * pt.exp(-shift))
-        gamma = pm.Deterministic("gamma", pooled("gamma", p["gamma_mu"], p["gamma_sd"],
-                                                 group_loc=locs.get("gamma")), dims="cell")
+        gamma = cell_gamma()
         vm_z = pm.HalfNormal("v_mut_z", 1.0, dims="cell")
         v_mut = pm.Deterministic("v_mut", scale * vm_z, dims="cell")
         return lam, gamma, v_mut
+
+    def pooled_shifted(self, name: str, shift=None, group_loc=None):
+        """The partially pooled per-cell value of ``name`` (priors ``{name}_mu`` and
+        ``{name}_sd``; :func:`~qtrait.models.base.pooled`). With the generation shock's
+        mean ``shift`` its location is sampled shifted, ``{name}_mu_shifted`` ~
+        Normal(mu + shift, sd), and the value returned is the shifted one less ``shift``
+        (:meth:`cell_parameters` says why)."""
+        import pymc as pm
+
+        p = self.priors
+        if shift is None:
+            return pooled(name, p[f"{name}_mu"], p[f"{name}_sd"], group_loc=group_loc)
+        loc, loc_sd = p[f"{name}_mu"]
+        shifted = pm.Normal(f"{name}_mu_shifted", loc + shift, loc_sd)
+        pm.Deterministic(f"{name}_mu", shifted - shift)
+        return pooled(name, p[f"{name}_mu"], p[f"{name}_sd"], group_loc=shifted) - shift
 
     def level_share(self, shift=None):
         """lambda and V_m per cell from the level L = lambda + V_m (the variance a unit
@@ -348,14 +358,7 @@ class BreederSpec(ModelSpec):
         import pytensor.tensor as pt
 
         p = self.priors
-        loc, loc_sd = p["log_level_mu"]
-        if shift is None:
-            log_level = pooled("log_level", p["log_level_mu"], p["log_level_sd"])
-        else:
-            shifted = pm.Normal("log_level_mu_shifted", loc + shift, loc_sd)
-            pm.Deterministic("log_level_mu", shifted - shift)
-            log_level = pooled("log_level", p["log_level_mu"], p["log_level_sd"],
-                               group_loc=shifted) - shift
+        log_level = self.pooled_shifted("log_level", shift)
         level = pm.Deterministic("level", pt.exp(log_level), dims="cell")
         share = pm.Deterministic("share", pm.math.sigmoid(pooled(
             "logit_share", p["logit_share_mu"], p["logit_share_sd"])), dims="cell")

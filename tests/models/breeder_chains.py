@@ -11,16 +11,24 @@ from qtrait.simulate import ChainTruth, TraitTruth, write_simulated_run
 CONCEPTS = ("a", "b", "c")
 
 
+def breeder_chain(traits, seed: int, generations: int = 10, probe_uncond: int = 0,
+                  **extra) -> ChainTruth:
+    """A simulated breeder chain of the concepts CONCEPTS and the ``traits`` (TraitTruth),
+    200 images a generation, ``probe_uncond`` unconditional probe images (with
+    ``breeder_probe=True`` in ``extra``, other ChainTruth fields)."""
+    return ChainTruth(traits=tuple(traits), model="breeder", generations=generations,
+                      images=200, probe_w1=0, probe_uncond=probe_uncond, concepts=CONCEPTS,
+                      seed=seed, **extra)
+
+
 def truth(seed: int, shock_sd: float, generations: int = 10,
           first_step: float = 0.0) -> ChainTruth:
     """A breeder chain of 3 concepts x 3 traits (lambda 0.6-0.9, V_m 0.02-0.1, no drift)
     with the generation shock's SD and the first step's log factor given."""
     rng = np.random.default_rng(300 + seed)
-    traits = tuple(TraitTruth(f"t{k}", lam=rng.uniform(0.6, 0.9), gamma=0.0,
-                              v_mut=rng.uniform(0.02, 0.1), m_uncond=0.0) for k in range(3))
-    return ChainTruth(traits=traits, model="breeder", generations=generations, images=200,
-                      probe_w1=0, probe_uncond=0, concepts=CONCEPTS, shock_sd=shock_sd,
-                      first_step=first_step, seed=seed)
+    traits = [TraitTruth(f"t{k}", lam=rng.uniform(0.6, 0.9), gamma=0.0,
+                         v_mut=rng.uniform(0.02, 0.1), m_uncond=0.0) for k in range(3)]
+    return breeder_chain(traits, seed, generations, shock_sd=shock_sd, first_step=first_step)
 
 
 def noiseless_draws(tmp_path, S: int, **extra):

@@ -17,6 +17,8 @@ from qtrait.models.breeder import LEVEL_SHARE_PRIOR
 from qtrait.rundir import open_run
 from qtrait.simulate import ChainTruth, TraitTruth, write_simulated_run
 
+from .breeder_chains import breeder_chain
+
 pytest.importorskip("nutpie")
 
 SETTINGS = SamplerSettings(chains=2, draws=500, tune=500, seed=0)
@@ -28,10 +30,8 @@ def share_spec():
 
 
 def chain(seed: int, lam: float, v_mut: float, generations: int = 10) -> ChainTruth:
-    traits = tuple(TraitTruth(f"t{k}", lam=lam, v_mut=v_mut, gamma=0.0, learn_sd=0.02)
-                   for k in range(3))
-    return ChainTruth(traits=traits, model="breeder", generations=generations, images=200,
-                      probe_w1=0, probe_uncond=0, concepts=("a", "b", "c"), seed=seed)
+    return breeder_chain([TraitTruth(f"t{k}", lam=lam, v_mut=v_mut, gamma=0.0, learn_sd=0.02)
+                          for k in range(3)], seed, generations)
 
 
 def test_the_keys_switch_the_parameterization_and_keep_their_priors(tmp_path):

@@ -18,7 +18,7 @@ from qtrait.models.breeder import MEAN_OFFSET_PRIOR, MOMENTUM_PRIOR, parent_step
 from qtrait.rundir import open_run
 from qtrait.simulate import ChainTruth, TraitTruth, write_simulated_run
 
-from .breeder_chains import noiseless_draws
+from .breeder_chains import breeder_chain, noiseless_draws
 
 pytest.importorskip("nutpie")
 
@@ -33,12 +33,9 @@ PRIOR = (float(np.log(0.05)), 1.5)
 
 
 def chain(seed: int) -> ChainTruth:
-    traits = tuple(TraitTruth(k, lam=0.8, v_mut=0.1, gamma=g, center=c, m_uncond=0.0,
-                              v_uncond=1.0, learn_sd=0.02)
-                   for k, (g, c) in TRAITS.items())
-    return ChainTruth(traits=traits, model="breeder", generations=12, images=200,
-                      probe_w1=0, probe_uncond=50, breeder_probe=True,
-                      concepts=("a", "b", "c"), seed=seed)
+    traits = [TraitTruth(k, lam=0.8, v_mut=0.1, gamma=g, center=c, m_uncond=0.0,
+                         v_uncond=1.0, learn_sd=0.02) for k, (g, c) in TRAITS.items()]
+    return breeder_chain(traits, seed, 12, probe_uncond=50, breeder_probe=True)
 
 
 def test_the_key_adds_the_offset_and_only_with_a_probe(tmp_path):
