@@ -421,9 +421,11 @@ def adequacy_table(seeds=(2, 3), path: Path = ADEQUACY, which: str = "") -> list
             f"{' and '.join(map(str, seeds))} (the trait axes), checked as `qtrait fit` "
             "checks it (docs/models.md section 11: one-step PITs from exact refits, "
             "Rao-Scott F test clustered by generation; one-step 90% coverage; "
-            "per-generation posterior predictive check). The step resumes: "
-            f"{len(recs)} of {16 * len(seeds)} chains of "
-            f"{'that seed' if len(seeds) == 1 else 'those seeds'} are checked so far.", "",
+            "per-generation posterior predictive check). "
+            + (f"All {len(recs)} chains are checked." if len(recs) == 16 * len(seeds) else
+               f"The step resumes: {len(recs)} of {16 * len(seeds)} chains of "
+               f"{'that seed' if len(seeds) == 1 else 'those seeds'} are checked so far."),
+            "",
             "| chains | adequate | PIT test p >= 0.01 | one-step 90% coverage in [0.85, 0.95]"
             " | coverage: median [min, max] | every PPC p above its Bonferroni bound | fits "
             "passing their diagnostics |", "|---|---|---|---|---|---|---|",
