@@ -14,11 +14,12 @@ the centre c instead leaves a ridge (generation 1, at the standardised mean 0, i
 only gamma c, and c is free as gamma -> 0), which made gamma miscalibrated in SBC. The
 guided set's sufficient statistics are the observations:
 
-    zbar_t ~ Normal(mu_t, sqrt(V_t / N + sigma_learn^2))
-    s2_t   ~ Gamma with mean V_t and relative variance 2/(N-1) + kappa/N + tau^2
+    s2_t          ~ Gamma with mean V_t and relative variance 2/(N-1) + kappa/N + tau^2
+    zbar_t | s2_t ~ Normal(mu_t + b (s2_t - V_t), (1 - rho^2) V_t / N + sigma_learn^2)
 
-(kappa the set's excess kurtosis floored at 0; sigma_learn and tau the learning noise of
-finetuning on the mean and log variance). log lambda, gamma and V_m are partially pooled
+(the joint law of a set's mean and variance of :mod:`~qtrait.models.base`: kappa and the
+skewness behind b and rho are the cell's, pooled over generations and concepts;
+sigma_learn and tau the learning noise of finetuning on the mean and log variance). log lambda, gamma and V_m are partially pooled
 over the cells (non-centred).
 
 Level and share. Where the parents' variance barely moves (a chain near its equilibrium,

@@ -26,12 +26,13 @@ SETTINGS = SamplerSettings(chains=2, draws=500, tune=500, seed=0)
 #: Where today's breeder still fails the issue's bars (issue 13 keeps them as targets;
 #: strict: a fix makes these tests fail until the marks are removed).
 #: * Replace: the variance map V_t = lambda s2_{t-1} + V_m regresses a near-unit-root
-#:   series on its lag *with an intercept* (V_m), over 15 generations: the Dickey-Fuller
-#:   small-sample bias pulls lambda down (n = 20: medians 0.65-0.87 against 0.95) while
-#:   V_m > 0 absorbs the rest (18 of 27 intervals cover on 2026-12-05).
+#:   series on its lag *with an intercept* (V_m), over 15 generations: with V_m free the
+#:   maximum-likelihood lambda is below (n - 1)/n in all 27 cells, V_m taking the rest,
+#:   and the posterior follows (20 of 27 intervals cover, median width 0.34).
 #: * Divergences: where the parents' variance barely moves (Accumulate, or Replace at
-#:   n = 200), only lambda s2 + V_m is identified, a curved ridge in (log lambda, V_m)
-#:   that the sampler diverges on (a few to tens per fit).
+#:   n = 200), only lambda s2 + V_m is identified, a ridge in (lambda, V_m) that the
+#:   sampler diverges on (a few to tens per fit).
+#: analyses/textbook/results.md has the figures, the priors tried, and why none is kept.
 BREEDER_FAILS = pytest.mark.xfail(strict=True, reason="issue 13: the breeder's V_m trades "
                                   "against lambda on Gaussian refitting chains; see the "
                                   "comment above")
