@@ -53,7 +53,8 @@ def variants() -> dict[str, dict]:
             "V_m scale 0.1": {"v_mut_scale": 0.1},
             "V_m scale 0.05": {"v_mut_scale": 0.05},
             "level and share": dict(LEVEL_SHARE_PRIOR),
-            "no shock, no first step": {"gen_shock_sd": None, "first_step": None}}
+            "no shock, no first step": {"gen_shock_sd": None, "first_step": None},
+            "spike at V_m = 0": {"v_mut_slab": (1.0, 1.0)}}
 
 
 def spec_of(name: str):
@@ -186,7 +187,7 @@ def fits_table(recs: list[dict]) -> list[str]:
         met = [np.mean(hits) >= COVER_BAR, np.median(widths) <= WIDTH_BAR,
                pmin >= P_BAR, sum(div) == 0]
         what = ", ".join(f"{k} = {'removed' if x is None else x}" for k, x in changes.items()
-                         if k in ("v_mut_scale", "gen_shock_sd", "first_step")) or (
+                         if k in ("v_mut_scale", "gen_shock_sd", "first_step", "v_mut_slab")) or (
             "breeder.LEVEL_SHARE_PRIOR" if changes else "the defaults")
         out.append(f"| {v} ({what}) | {sum(hits)}/{len(hits)} | {np.median(widths):.3f} | "
                    f"{div[0]} ({nfit[0]}) | {pmin:.3f} | {div[1]} ({nfit[1]}) | "

@@ -32,7 +32,9 @@ SETTINGS = SamplerSettings(chains=2, draws=500, tune=500, seed=0)
 #: * Divergences: where the parents' variance barely moves (Accumulate, or Replace at
 #:   n = 200), only lambda s2 + V_m is identified, a ridge in (lambda, V_m) that the
 #:   sampler diverges on (a few to tens per fit).
-#: analyses/textbook/results.md has the figures, the priors tried, and why none is kept.
+#: analyses/textbook/results.md has the figures and the priors tried: the spike at V_m = 0
+#: (breeder.V_MUT_SLAB_PRIOR, not a default) meets the Replace bars, nothing the
+#: divergences.
 BREEDER_FAILS = pytest.mark.xfail(strict=True, reason="issue 13: the breeder's V_m trades "
                                   "against lambda on Gaussian refitting chains; see the "
                                   "comment above")
