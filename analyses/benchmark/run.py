@@ -1238,8 +1238,8 @@ def levelshare_fits_table() -> list[str]:
     return out
 
 
-#: the shipped runs' adequacy records (analyses/adequacy/run.py), for the fits of the
-#: level and share on all generations
+#: the shipped runs' adequacy records (analyses/adequacy/run.py): the fits of the optional
+#: breeder terms on all generations
 SHIPPED_ADEQUACY = ROOT / "analyses" / "adequacy" / "records.jsonl"
 
 
@@ -1270,7 +1270,6 @@ def shipped_sentence(term: str) -> str:
 def levelshare_table() -> list[str]:
     """The default breeder with the level-and-share parameterization against the
     default."""
-    shipped = shipped_sentence("log_level_mu")
     return change_table(WITH_LEVELSHARE, BACKTEST, [
         "## Level and share: not kept (worse forecasts, fewer converged fits)",
         "", "The default model with lambda and V_m sampled through the level and the share "
@@ -1278,20 +1277,21 @@ def levelshare_table() -> list[str]:
         "in backtest_levelshare.jsonl, made with those priors in place of the defaults), "
         "against the default model. Here *without* is the default and *with* the variant. "
         "The held-out generations' density prefers it slightly over all chains, but its "
-        "forecasts of the horizon score worse and fewer of its fits converge. " + shipped])
+        "forecasts of the horizon score worse and fewer of its fits converge. "
+        + shipped_sentence("log_level_mu")])
 
 
 def spike_table() -> list[str]:
     """The default breeder with the spike at V_m = 0 against the default."""
-    shipped = shipped_sentence("v_mut_slab")
-    what = ("The default model with each cell's V_m either its value or exactly 0, the "
-            "choice marginalised in the likelihood, against the default model. Here "
-            "*without* is the default and *with* the spike. ")
     return change_table(WITH_SPIKE, BACKTEST, [
         "## The spike at V_m = 0: not a default", "",
-        what + "The share of cells with V_m > 0 has a uniform prior here (records in "
-        "backtest_spike.jsonl, made with the key added to the defaults); with it the spike "
-        "meets the textbook Replace bars (analyses/textbook/results.md). " + shipped])
+        "The default model with each cell's V_m either its value or exactly 0, the choice "
+        "marginalised in the likelihood, against the default model. Here *without* is the "
+        "default and *with* the spike. The share of cells with V_m > 0 has a uniform prior "
+        "here (records in backtest_spike.jsonl, made with the key added to the defaults); "
+        "with it the spike meets the textbook Replace chains' coverage and width bars, from "
+        "fits that do not pass the convergence rule (analyses/textbook/results.md). "
+        + shipped_sentence("v_mut_slab")])
 
 
 def offset_fits_table() -> list[str]:

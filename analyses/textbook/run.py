@@ -45,16 +45,18 @@ SEEDS = (0, 1, 2)
 COVER_BAR, WIDTH_BAR, P_BAR = 0.8, 0.3, 0.9
 
 
-def variants() -> dict[str, dict]:
-    """name -> the default priors changed: keys set (value) or removed (None)."""
-    from qtrait.models.breeder import LEVEL_SHARE_PRIOR
+def variants() -> dict[str, tuple[dict, str]]:
+    """name -> (the default priors changed: keys set (value) or removed (None), what the
+    change is)."""
+    from qtrait.models.breeder import LEVEL_SHARE_PRIOR, V_MUT_SLAB_PRIOR
 
-    return {"default": {},
-            "V_m scale 0.1": {"v_mut_scale": 0.1},
-            "V_m scale 0.05": {"v_mut_scale": 0.05},
-            "level and share": dict(LEVEL_SHARE_PRIOR),
-            "no shock, no first step": {"gen_shock_sd": None, "first_step": None},
-            "spike at V_m = 0": {"v_mut_slab": (1.0, 1.0)}}
+    return {"default": ({}, "the defaults"),
+            "V_m scale 0.1": ({"v_mut_scale": 0.1}, "v_mut_scale = 0.1"),
+            "V_m scale 0.05": ({"v_mut_scale": 0.05}, "v_mut_scale = 0.05"),
+            "level and share": (dict(LEVEL_SHARE_PRIOR), "breeder.LEVEL_SHARE_PRIOR"),
+            "no shock, no first step": ({"gen_shock_sd": None, "first_step": None},
+                                        "gen_shock_sd and first_step removed"),
+            "spike at V_m = 0": (dict(V_MUT_SLAB_PRIOR), "breeder.V_MUT_SLAB_PRIOR")}
 
 
 def spec_of(name: str):
@@ -62,7 +64,7 @@ def spec_of(name: str):
 
     spec = get_spec("breeder")
     pri = dict(spec.priors)
-    for k, v in variants()[name].items():
+    for k, v in variants()[name][0].items():
         if v is None:
             pri.pop(k, None)
         else:
@@ -169,7 +171,7 @@ def fits_table(recs: list[dict]) -> list[str]:
            "| priors | Replace cells covered | median width | Replace divergences (fits) | "
            "Accumulate min P | Accumulate divergences (fits) | fits ok | bars met |",
            "|---|---|---|---|---|---|---|---|"]
-    for v, changes in variants().items():
+    for v, (_, what) in variants().items():
         rep = [r for r in recs if r["variant"] == v and r["mode"] == "replace"]
         acc = [r for r in recs if r["variant"] == v and r["mode"] == "accumulate"]
         if len(rep) < len(SIZES) * len(SEEDS) or len(acc) < len(SIZES) * len(SEEDS):
@@ -186,9 +188,6 @@ def fits_table(recs: list[dict]) -> list[str]:
         ok = sum(bool(r["diagnostics"]["ok"]) for r in rep + acc)
         met = [np.mean(hits) >= COVER_BAR, np.median(widths) <= WIDTH_BAR,
                pmin >= P_BAR, sum(div) == 0]
-        what = ", ".join(f"{k} = {'removed' if x is None else x}" for k, x in changes.items()
-                         if k in ("v_mut_scale", "gen_shock_sd", "first_step", "v_mut_slab")) or (
-            "breeder.LEVEL_SHARE_PRIOR" if changes else "the defaults")
         out.append(f"| {v} ({what}) | {sum(hits)}/{len(hits)} | {np.median(widths):.3f} | "
                    f"{div[0]} ({nfit[0]}) | {pmin:.3f} | {div[1]} ({nfit[1]}) | "
                    f"{ok}/{len(rep) + len(acc)} | {sum(met)} of 4 |")

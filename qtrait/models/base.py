@@ -300,15 +300,26 @@ class ModelSpec:
         for s in lay.index:
             mean, var = moments[s]
             guided = s == "guided"
-            ll = set_loglik(D[f"{s}_mean"], D[f"{s}_var"], D[f"{s}_n"], D[f"{s}_kurt"],
-                            mean, var, extra_mean if guided else 0.0,
-                            extra_rel if guided else 0.0, skew=D[f"{s}_skew"])
-            total = total + pt.sum(pt.switch(D[f"mask_{s}"] > 0.5, ll, 0.0))
+            ll, seen = observed_loglik(D, s, mean, var, extra_mean if guided else 0.0,
+                                       extra_rel if guided else 0.0)
+            total = total + pt.sum(seen)
             pm.Deterministic(f"log_lik_{s}", ll, dims=("generation", "cell"))
         pm.Potential("likelihood", total)
 
     def coords(self, cd: ChainData, lay: Layout) -> dict:
         return {"cell": cd.cell_labels(), "generation": cd.generations}
+
+
+def observed_loglik(D: dict, set_name: str, mean, var, extra_mean=0.0, extra_rel=0.0):
+    """(ll, seen): the log-likelihood matrix (generation, cell) of set ``set_name``'s
+    moments given latent (mean, var) (:func:`set_loglik`, from the model's data ``D``),
+    and the same with the entries not observed (``mask_<set>``) set to 0."""
+    import pytensor.tensor as pt
+
+    s = set_name
+    ll = set_loglik(D[f"{s}_mean"], D[f"{s}_var"], D[f"{s}_n"], D[f"{s}_kurt"], mean, var,
+                    extra_mean, extra_rel, skew=D[f"{s}_skew"])
+    return ll, pt.switch(D[f"mask_{s}"] > 0.5, ll, 0.0)
 
 
 def first_row(G: int) -> np.ndarray:

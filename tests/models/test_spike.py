@@ -36,6 +36,13 @@ def likelihood_at(model, point):
     return float(model.compile_fn(lik, on_unused_input="ignore")(point))
 
 
+def pointwise_at(model, point):
+    """The observed rows (generations 1..) of ``log_lik_guided`` at ``point``."""
+    out = model.replace_rvs_by_values([model["log_lik_guided"]])[0]
+    f = model.compile_fn(out, on_unused_input="ignore")
+    return np.asarray(f(point))[1:]
+
+
 def test_the_spike_marginalises_v_m_zero_per_cell(chain):
     # at one point of the default model's parameters, the spike model's likelihood is
     # sum over cells of log(pi L1 + (1 - pi) L0), with L1 the default likelihood of the
@@ -54,9 +61,24 @@ def test_the_spike_marginalises_v_m_zero_per_cell(chain):
     off = likelihood_at(spike, point | {"v_mut_slab_logodds__": np.array(-30.0)})
     assert on == pytest.approx(full, abs=1e-6)
     assert off == pytest.approx(zero, abs=1e-6)
-    # in between, each cell mixes its two likelihoods: bounded by them, and not either
-    mid = likelihood_at(spike, point | {"v_mut_slab_logodds__": np.array(0.0)})
-    assert min(full, zero) + chain.J * np.log(0.5) <= mid <= max(full, zero)
+    # in between, each cell mixes its two likelihoods: pi = 1/2 gives
+    # sum_j log(L1_j / 2 + L0_j / 2), with the cells' L1_j and L0_j from the default's
+    # pointwise log-likelihood at the two points (min(full, zero) + J log(1/2) <= it
+    # <= max(full, zero) where every cell prefers the same component)
+    ll1 = pointwise_at(default, point)
+    ll0 = pointwise_at(default, point | {"v_mut_z_log__": np.full(chain.J, -40.0)})
+    a, b = np.log(0.5) + ll1.sum(axis=0), np.log(0.5) + ll0.sum(axis=0)
+    half = point | {"v_mut_slab_logodds__": np.array(0.0)}
+    mid = likelihood_at(spike, half)
+    assert mid == pytest.approx(np.logaddexp(a, b).sum(), abs=1e-6)
+    assert min(full, zero) + chain.J * np.log(0.5) <= mid
+    # the pointwise log-likelihood of an entry is its density given the cell's other
+    # entries (the choice shared): the cell's log-likelihood less the same without it;
+    # with pi -> 1 it is the default's pointwise one
+    expect = np.logaddexp(a, b) - np.logaddexp(a - ll1, b - ll0)
+    np.testing.assert_allclose(pointwise_at(spike, half), expect, atol=1e-6)
+    np.testing.assert_allclose(
+        pointwise_at(spike, point | {"v_mut_slab_logodds__": np.array(30.0)}), ll1, atol=1e-6)
 
 
 def test_forecasts_draw_each_cells_choice(tmp_path):
