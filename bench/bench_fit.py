@@ -16,12 +16,18 @@ images, probes of 125 + 125). For each model (``breeder``, ``tilt``; ``exact`` w
 
 cold - import - warm is what a new process (each `qtrait fit` command) pays over a warm
 fit besides its imports: building and compiling the model. It is measured with fits of
-1 chain x 20 + 20 draws, whose sampling is negligible, so sampling noise between two
-default fits does not blur it.
+1 chain x 20 + 20 draws, the warm one with the cold one's seed: the same draws, the same
+leapfrog steps (nutpie is deterministic given its seed), so the two differ by the
+process's own cost alone. (With another seed, 20 early-tuning draws of a hard posterior
+can take 0.4 s or 12 s: tilt on chain_042, 2026-12-07.)
 
 Compile baseline, measured in the same run: ``breeder`` and ``tilt`` again with their
 graphs as built until 2026-12-06 (one ``pm.Data`` per data array, PyTensor's ``gammaln``),
 by patching the model base class in the measuring process (``BEFORE``).
+
+Warm-fit baseline, measured in the same run: ``breeder`` without the generation shock
+and the first step (``NO_GENERATION_TERMS``; the breeder before they became defaults),
+cold and warm as above, so the table says what they cost on the machine it runs on.
 
 Naive baseline (``--simulated`` only: it pools a trait over concepts), in its own fresh
 process: the naive way to write the breeder model, per image.
@@ -87,7 +93,8 @@ base.ModelSpec.packed = lambda self, cd, upto=None: self.arrays(cd, upto)
 base.log_gamma = lambda x, lib=None: pt.gammaln(x)
 """
 
-# one fresh process: cold fit, then a warm fit (same layout, another seed)
+# one fresh process: cold fit, then a warm fit (same layout; another seed unless the
+# settings name one)
 FIT = """
 import json, resource, time, warnings
 warnings.simplefilter("ignore")
@@ -96,17 +103,31 @@ from qtrait.fit import SamplerSettings, fit
 from qtrait.rundir import open_run
 {before}
 t_import = time.perf_counter() - t0
+spec = None
+{spec}
 run = open_run({run!r})
 t1 = time.perf_counter()
-r = fit(run, {model!r}, SamplerSettings(**{settings!r}), save=False)
+r = fit(run, {model!r}, SamplerSettings(**{settings!r}), save=False, spec=spec)
 t2 = time.perf_counter()
 peak_cold = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 res = {{"import_s": t_import, "cold_fit_s": t2 - t1, "cold_total_s": t2 - t0,
        "peak_cold_mib": peak_cold, "diag_cold": r.diagnostics}}
 json.dump(res, open({out!r}, "w"))   # kept if the warm fit runs past the time limit
-r2 = fit(run, {model!r}, SamplerSettings(**{settings!r}, seed=1), save=False)
+r2 = fit(run, {model!r}, SamplerSettings(**{{"seed": 1, **{settings!r}}}), save=False,
+         spec=spec)
 t3 = time.perf_counter()
 json.dump(res | {{"warm_s": t3 - t2, "diag_warm": r2.diagnostics}}, open({out!r}, "w"))
+"""
+
+# the warm-fit baseline of the breeder (--shock-baseline): the same model without the
+# generation shock and the first step (docs/models.md 4.1), the breeder as it was before
+# they became defaults on 2026-12-06, so the table says what they cost on this machine
+NO_GENERATION_TERMS = """
+from dataclasses import replace
+from qtrait.models import get_spec
+spec = get_spec("breeder")
+spec = replace(spec, priors={k: v for k, v in spec.priors.items()
+                             if k not in ("gen_shock_sd", "first_step")})
 """
 
 # one fresh process: gradient costs (naive and qtrait's breeder graph), then the naive fit
@@ -190,22 +211,27 @@ OVERHEAD_TARGET_S = 10.0
 #: about 27 minutes, exact more than 38 minutes (a lower bound). The ratios to these are
 #: printed for chain_042 only and labelled as against recorded, not re-measured, figures.
 ISSUE_FIGURES_S = {"breeder": 71.0, "tilt": 27 * 60.0, "exact": 38 * 60.0}
+#: the results row of the breeder's warm-fit baseline (NO_GENERATION_TERMS)
+NO_GEN_ROW = "breeder without shock and first step"
 #: models whose compile baseline (the graphs as built before 2026-12-06) is measured
 BASELINE_MODELS = ("breeder", "tilt")
 
 
-#: the sampler settings of the new-process measurement: sampling takes a fraction of a
-#: second, so cold - import - warm is the process's own cost (graph, compilation)
-TINY = {"chains": 1, "draws": 20, "tune": 20}
+#: the sampler settings of the new-process measurement: both fits with seed 0, so they
+#: sample the same draws and cold - import - warm is the process's own cost (graph,
+#: compilation)
+TINY = {"chains": 1, "draws": 20, "tune": 20, "seed": 0}
 
 
 def fit_times(run: str, model: str, tmp: Path, args, before: bool = False,
-              settings: dict | None = None) -> dict:
+              settings: dict | None = None, spec: str = "", label: str = "") -> dict:
     """Cold and warm fit of ``model`` in fresh processes (best of ``--repeats``), with the
-    default sampler settings or ``settings``."""
+    default sampler settings or ``settings``; ``spec``: code that sets the spec fitted
+    (``label`` names it in the temporary files)."""
     reps = []
     for i in range(args.repeats):
-        tag = f"{model}_{'before' if before else 'now'}_{'tiny' if settings else 'full'}_{i}"
+        tag = (f"{model}{label}_{'before' if before else 'now'}_"
+               f"{'tiny' if settings else 'full'}_{i}")
         env = {}
         if args.cold_caches:   # a fresh, empty cache for every cold fit
             cache = tmp / f"cache_{tag}"
@@ -213,7 +239,8 @@ def fit_times(run: str, model: str, tmp: Path, args, before: bool = False,
                    "NUMBA_CACHE_DIR": str(cache / "numba")}
         out = tmp / f"{tag}.json"
         m = measure(FIT.format(run=run, model=model, out=str(out), settings=settings or {},
-                               before=BEFORE if before else ""), timeout=args.limit_s,
+                               before=BEFORE if before else "", spec=spec),
+                    timeout=args.limit_s,
                     env=env)
         if "timed_out" in m:   # what finished before the limit: the cold fit, or nothing
             got = json.loads(out.read_text()) if out.is_file() else {}
@@ -239,7 +266,8 @@ def main() -> None:
     ap.add_argument("--with-exact", action="store_true",
                     help="also the exact model (minutes)")
     ap.add_argument("--skip-baseline", action="store_true",
-                    help="skip the compile baseline (the graphs as built before 2026-12-06)")
+                    help="skip the baselines: the compile one (the graphs as built before "
+                         "2026-12-06) and the breeder without shock and first step")
     ap.add_argument("--naive-tune", type=int, default=1000,
                     help="tuning steps per chain of the naive model (time scaled to 1,000)")
     ap.add_argument("--naive-draws", type=int, default=1000,
@@ -273,6 +301,9 @@ def main() -> None:
             raise SystemExit(f"bench_fit: unknown model(s) {', '.join(unknown)}")
         results = {} if args.overhead_only else {m: fit_times(run, m, tmp, args)
                                                  for m in models}
+        if "breeder" in results and not args.skip_baseline:
+            results[NO_GEN_ROW] = fit_times(run, "breeder", tmp, args,
+                                            spec=NO_GENERATION_TERMS, label="-nogen")
         overhead = {m: {"now": fit_times(run, m, tmp, args, settings=TINY)} for m in models}
         if not args.skip_baseline:
             for m in [m for m in models if m in BASELINE_MODELS]:
@@ -317,6 +348,8 @@ def report(args, run: str, results: dict, overhead: dict, naive: dict | None) ->
     print(f"{'model':<9}{'import s':>9}{'cold s':>9}{'warm s':>9}{'peak MiB':>10}"
           f"{'naive/warm':>12}{'R-hat':>8}{'ESS':>6}{'div':>5}  verdict (warm fit)")
     for model, r in results.items():
+        if model == NO_GEN_ROW:
+            continue
         if r["warm"] is None:   # ran past --limit-s
             c = r["cold"]
             print(f"{model:<9}" + (f"{c['import_s']:>9.1f}{c['cold_total_s']:>9.1f}" if c
@@ -330,10 +363,18 @@ def report(args, run: str, results: dict, overhead: dict, naive: dict | None) ->
               + (f"{nw / w['warm_s']:>11.1f}x" if naive else f"{'-':>12}")
               + f"{d['rhat_max']:>8.3f}{min(d['ess_bulk_min'], d['ess_tail_min']):>6.0f}"
               f"{d['divergences']:>5}  {'converged' if d['ok'] else 'NOT CONVERGED'}")
+    base, now = results.get(NO_GEN_ROW), results.get("breeder")
+    if base and base["warm"] and now and now["warm"]:
+        d = base["warm"]["diag_warm"]
+        print(f"baseline, same run: {NO_GEN_ROW} (the breeder before they became defaults "
+              f"on 2026-12-06): warm {base['warm']['warm_s']:.1f} s, R-hat "
+              f"{d['rhat_max']:.3f}, ESS {min(d['ess_bulk_min'], d['ess_tail_min']):.0f}, "
+              f"{d['divergences']} div, {'converged' if d['ok'] else 'NOT CONVERGED'}; "
+              f"breeder warm / baseline: {now['warm']['warm_s'] / base['warm']['warm_s']:.2f}")
     if Path(run).name == "chain_042" and not args.simulated:
         ratios = [f"{m} {r['warm']['warm_s'] / ISSUE_FIGURES_S[m]:.3f}"
                   + (" (against a lower bound)" if m == "exact" else "")
-                  for m, r in results.items() if r["warm"] is not None]
+                  for m, r in results.items() if r["warm"] is not None and m != NO_GEN_ROW]
         if ratios:
             print("warm / the figures recorded in issue 13 when it was filed (breeder 71 s, "
                   "tilt about 27 min, exact > 38 min; not re-measured): " + ", ".join(ratios))
@@ -343,7 +384,7 @@ def report(args, run: str, results: dict, overhead: dict, naive: dict | None) ->
           "bulk and tail), divergences and verdict (qtrait's convergence rule): the warm fit.")
     print(f"\nwhat a new process pays over a warm fit, besides its imports (cold - import - "
           f"warm of fits with {TINY['chains']} chain x {TINY['draws']} + {TINY['tune']} "
-          f"draws):")
+          f"draws, both seed {TINY['seed']}):")
     print(f"{'model':<9}{'now s':>8}{'before s':>10}{'now/before':>12}{'import s':>10}")
     for model, o in overhead.items():
         now, bef = o["now"], o.get("before")
@@ -394,6 +435,8 @@ def report(args, run: str, results: dict, overhead: dict, naive: dict | None) ->
     print("\ntargets (2 cores):")
     checks = []
     for model, r in results.items():
+        if model == NO_GEN_ROW:
+            continue
         if r["warm"] is None:
             checks.append((f"{model} warm fit within {WARM_TARGET_S[model]:.0f} s (not "
                            f"finished within {r['timed_out']:.0f} s of cold + warm)", False))
