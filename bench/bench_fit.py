@@ -119,7 +119,7 @@ t3 = time.perf_counter()
 json.dump(res | {{"warm_s": t3 - t2, "diag_warm": r2.diagnostics}}, open({out!r}, "w"))
 """
 
-# the warm-fit baseline of the breeder (--shock-baseline): the same model without the
+# the warm-fit baseline of the breeder (off with --skip-baseline): the same model without the
 # generation shock and the first step (docs/models.md 4.1), the breeder as it was before
 # they became defaults on 2026-12-06, so the table says what they cost on this machine
 NO_GENERATION_TERMS = """
