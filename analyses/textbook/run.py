@@ -108,13 +108,13 @@ def fit_all() -> None:
     done = {(r["variant"], r["mode"], r["n"], r["seed"]) for r in records()}
     todo = [(v, m, n, s) for v in variants() for m in ("replace", "accumulate")
             for n in SIZES for s in SEEDS if (v, m, n, s) not in done]
-    root = Path(tempfile.mkdtemp(prefix="qtrait-textbook-"))
-    for i, key in enumerate(todo, 1):
-        rec = fit_one(*key, root)
-        with RECORDS.open("a") as f:
-            f.write(json.dumps(rec, sort_keys=True) + "\n")
-        print(f"[{i}/{len(todo)}] {key}: {rec['diagnostics']['divergences']} divergences "
-              f"({rec['seconds']} s)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="qtrait-textbook-") as root:
+        for i, key in enumerate(todo, 1):
+            rec = fit_one(*key, Path(root))
+            with RECORDS.open("a") as f:
+                f.write(json.dumps(rec, sort_keys=True) + "\n")
+            print(f"[{i}/{len(todo)}] {key}: {rec['diagnostics']['divergences']} "
+                  f"divergences ({rec['seconds']} s)", flush=True)
 
 
 def mle_lambda(x: np.ndarray, y: np.ndarray, n: int, free_vm: bool) -> float:
