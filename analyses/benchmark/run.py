@@ -1263,7 +1263,9 @@ def shipped_sentence(term: str) -> str:
     records name models) does on the shipped runs against the default: divergences and
     fits passing the convergence rule (analyses/adequacy/records.jsonl); "" without
     records."""
-    default = "breeder+gen_shock_sd+first_step"     # the default, as adequacy records name it
+    from adequacy.run import model_terms    # analyses/adequacy/run.py
+
+    default = model_terms()     # the default model, as the adequacy records name it
     new, old = shipped_diagnostics(f"{default}+{term}"), shipped_diagnostics(default)
     runs = [r for r in new if r in old]
     if not runs:
