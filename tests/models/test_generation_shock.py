@@ -117,18 +117,27 @@ def test_breeder_recovers_the_generation_shock(tmp_path):
     assert np.median(corrs) >= 0.8, corrs
 
 
-def test_the_shifted_parameterisation_keeps_the_priors(tmp_path):
+@pytest.mark.parametrize("centred", [False, True])
+def test_the_shifted_parameterisation_keeps_the_priors(tmp_path, monkeypatch, centred):
     # the shock's mean is sampled apart from its deviations, and lambda's location and
-    # V_m's scale are sampled shifted by it (BreederSpec.cell_parameters): the model's
-    # priors must be the stated ones. 4000 prior draws: log_lambda_mu ~ Normal(log 0.8,
-    # 0.5) and v_mut_scale ~ HalfNormal(0.3) by Kolmogorov-Smirnov (p > 0.001), and the
-    # shocks e_t / sigma_gen iid standard normal: variance 1 and lag-1 correlation 0
-    # within 0.06 (the SE of each over 4000 x 5 or 4000 x 4 values is below 0.015)
+    # V_m's scale are sampled shifted by it (BreederSpec.cell_parameters), the shocks
+    # centred or not by the number of cells (BreederSpec.generation_shocks; both ways
+    # here, on the same run): the model's priors must be the stated ones. 4000 prior
+    # draws: log_lambda_mu ~ Normal(log 0.8, 0.5) and v_mut_scale ~ HalfNormal(0.3) by
+    # Kolmogorov-Smirnov (p > 0.001), and the shocks e_t / sigma_gen iid standard
+    # normal: variance 1 and lag-1 correlation 0 within 0.06 (the SE of each over
+    # 4000 x 5 or 4000 x 4 values is below 0.015)
     import pymc as pm
+
+    from qtrait.models import breeder
 
     run = open_run(write_simulated_run(tmp_path / "r", truth(0, 0.0, generations=6)))
     spec = get_spec("breeder")
-    model = spec.build(chain_data([fit_data(run)]))
+    cd = chain_data([fit_data(run)])
+    monkeypatch.setattr(breeder, "SHOCK_CENTRED_CELLS", 1 if centred else cd.J + 1)
+    model = spec.build(cd)
+    assert ("gen_shock_dev" in model.named_vars) == centred
+    assert ("gen_shock_dev_z" in model.named_vars) != centred
     names = ["log_lambda_mu", "v_mut_scale", "gen_shock", "gen_shock_sd", "first_step"]
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the likelihood (a Potential) is ignored: right here
