@@ -10,8 +10,9 @@ generations 0..t, t >= 2; the per-generation posterior predictive check). Record
 records.jsonl (one line per run; a rerun skips runs already recorded), the table to
 results.md with the machine and the time each check took. Records carry the
 likelihood's version (``LIKELIHOOD_VERSION``) and the model's optional terms
-(:func:`model_terms`); a run is checked again under a new likelihood or new terms, and the
-table shows every version, newest first.
+(:func:`model_terms`) and how it samples its generation shocks (:func:`shock_sampling`);
+a run is checked again under a new likelihood, new terms or a new sampling of the shocks,
+and the table shows every version, newest first.
 """
 
 from __future__ import annotations
@@ -63,33 +64,50 @@ def model_terms(spec=None) -> str:
     return "+".join([MODEL] + [k for k in TERMS if k in spec.priors])
 
 
+def shock_sampling(spec, cells: int) -> str:
+    """How the model samples its generation shocks on a run of ``cells`` cells, as records
+    name it (BreederSpec.generation_shocks; "" without shocks). The same model either
+    way: a run is checked again when it changes, for the fit's convergence."""
+    from qtrait.models import breeder
+
+    if "gen_shock_sd" not in spec.priors:
+        return ""
+    return "centred" if cells >= breeder.SHOCK_CENTRED_CELLS else "non-centred"
+
+
 def records() -> list[dict]:
     rows = [json.loads(x) for x in RECORDS.read_text().splitlines()] if RECORDS.exists() \
         else []
+    # records written before the shocks' sampling was recorded sampled them non-centred
     return [r | {"likelihood": r.get("likelihood", OLD_LIKELIHOOD),
-                 "terms": r.get("terms", MODEL)} for r in rows]
+                 "terms": r.get("terms", MODEL),
+                 "shocks": r.get("shocks", "non-centred" if "gen_shock_sd" in
+                                 r.get("terms", "") else "")} for r in rows]
 
 
 def check_runs(extra: str | None = None) -> None:
     from qtrait.adequacy import check
     from qtrait.fit import SamplerSettings, fit
+    from qtrait.models import chain_data, fit_data
     from qtrait.models.base import LIKELIHOOD_VERSION
     from qtrait.rundir import open_run
 
     spec = model_spec(extra)
     terms = model_terms(spec)
-    done = {r["run"] for r in records()
+    done = {(r["run"], r["shocks"]) for r in records()
             if r["likelihood"] == LIKELIHOOD_VERSION and r["terms"] == terms}
     settings = SamplerSettings()
     for name in RUNS:
-        if name in done:
-            continue
         run = open_run(ROOT / "data" / "runs" / name)
+        shocks = shock_sampling(spec, chain_data([fit_data(run)]).J)
+        if (name, shocks) in done:
+            continue
         t0 = time.perf_counter()
         full = fit(run, MODEL, settings, save=False, spec=spec)
         t_fit = time.perf_counter() - t0
         adq = check(run, MODEL, settings, full=full, spec=spec)
-        rec = {"run": name, "model": MODEL, "terms": terms, "likelihood": LIKELIHOOD_VERSION,
+        rec = {"run": name, "model": MODEL, "terms": terms, "shocks": shocks,
+               "likelihood": LIKELIHOOD_VERSION,
                "cells": full.data.J,
                "generations": full.data.G, "diagnostics": full.diagnostics,
                "adequacy": adq.to_dict(), "fit_seconds": round(t_fit, 1),
@@ -102,8 +120,10 @@ def check_runs(extra: str | None = None) -> None:
 
 def report() -> None:
     rows = records()
-    groups = list(dict.fromkeys((r["likelihood"], r["terms"]) for r in rows))[::-1]
-    rows = sorted(rows, key=lambda r: groups.index((r["likelihood"], r["terms"])))
+    groups = list(dict.fromkeys((r["likelihood"], r["terms"], r["shocks"])
+                                for r in rows))[::-1]
+    rows = sorted(rows, key=lambda r: groups.index((r["likelihood"], r["terms"],
+                                                     r["shocks"])))
     out = ["# Adequacy of the default model on the shipped real runs", "",
            f"Model `{MODEL}`, default settings (4 chains x 1,000 draws), every trait; the "
            "one-step PIT from exact refits on generations 0..t (t >= 2) and the "
@@ -118,7 +138,8 @@ def report() -> None:
         w = a["worst_cells"][0] if a["worst_cells"] else None
         m = sum(1 for p in a["ppc"] for _ in ("mean", "log_var"))
         out.append(
-            f"| {r['likelihood']} | {r['terms']} | {r['run']} | {r['cells']} | {r['generations']} | {d['rhat_max']:.3f} | "
+            f"| {r['likelihood']} | {r['terms']}"
+            + (f" (shocks {r['shocks']})" if r["shocks"] else "") + f" | {r['run']} | {r['cells']} | {r['generations']} | {d['rhat_max']:.3f} | "
             f"{d['divergences']} | {a['pit_test']['p_value']:.2g} | {a['coverage90']:.3f} "
             f"({a['by_statistic']['mean']['coverage']:.3f} / "
             f"{a['by_statistic']['var']['coverage']:.3f}) | {a['ppc_min_p']:.2g} ({m}) | "
