@@ -10,7 +10,8 @@ generations 0..t, t >= 2; the per-generation posterior predictive check). Record
 records.jsonl (one line per run; a rerun skips runs already recorded), the table to
 results.md with the machine and the time each check took. Records carry the
 likelihood's version (``LIKELIHOOD_VERSION``) and the model's optional terms
-(:func:`model_terms`) and how it samples its generation shocks (:func:`shock_sampling`);
+(:func:`model_terms`) and how it samples its generation shocks
+(``BreederSpec.shock_sampling``);
 a run is checked again under a new likelihood, new terms or a new sampling of the shocks,
 and the table shows every version, newest first.
 """
@@ -64,17 +65,6 @@ def model_terms(spec=None) -> str:
     return "+".join([MODEL] + [k for k in TERMS if k in spec.priors])
 
 
-def shock_sampling(spec, cells: int) -> str:
-    """How the model samples its generation shocks on a run of ``cells`` cells, as records
-    name it (BreederSpec.generation_shocks; "" without shocks). The same model either
-    way: a run is checked again when it changes, for the fit's convergence."""
-    from qtrait.models import breeder
-
-    if "gen_shock_sd" not in spec.priors:
-        return ""
-    return "centred" if cells >= breeder.SHOCK_CENTRED_CELLS else "non-centred"
-
-
 def records() -> list[dict]:
     rows = [json.loads(x) for x in RECORDS.read_text().splitlines()] if RECORDS.exists() \
         else []
@@ -99,7 +89,7 @@ def check_runs(extra: str | None = None) -> None:
     settings = SamplerSettings()
     for name in RUNS:
         run = open_run(ROOT / "data" / "runs" / name)
-        shocks = shock_sampling(spec, chain_data([fit_data(run)]).J)
+        shocks = spec.shock_sampling(chain_data([fit_data(run)]))
         if (name, shocks) in done:
             continue
         t0 = time.perf_counter()

@@ -70,7 +70,7 @@ NOSHOCK = HERE / "backtest_noshock.jsonl"
 #: the backtest with the shock, before the first step's own factor (2026-12-06)
 NOFIRST = HERE / "backtest_nofirst.jsonl"
 #: the default model's backtest with its generation shocks sampled centred, as they are on
-#: runs of 30 cells or more since 2026-12-07 (the same model; backtest.jsonl's records,
+#: runs of breeder.SHOCK_CENTRED_CELLS cells or more since 2026-12-07 (the same model; backtest.jsonl's records,
 #: of 2026-12-06, sampled them non-centred)
 WITH_CENTRED = HERE / "backtest_centred.jsonl"
 #: the default model with the momentum switched on (2026-12-06; not kept), and a variant
@@ -1133,10 +1133,13 @@ def first_step_table() -> list[str]:
 def centred_table() -> list[str]:
     """The default breeder with its generation shocks sampled centred against the default's
     records, sampled non-centred: the same posterior, so what may differ is convergence."""
+    from qtrait.models import breeder
+
     return change_table(WITH_CENTRED, BACKTEST, [
         "## The shocks sampled centred: the same model, sampled another way", "",
         "The default model with its generation shocks sampled centred, as it samples them "
-        "on runs of 30 cells or more (every benchmark chain) since 2026-12-07 "
+        f"on runs of {breeder.SHOCK_CENTRED_CELLS} cells or more (every benchmark chain) "
+        "since 2026-12-07 "
         "(docs/models.md 4.1, \"How the shocks are sampled\"; records of 2026-12-07 in "
         "backtest_centred.jsonl), against the default's records above, of 2026-12-06, "
         "which sampled them non-centred. The prior and the posterior are the same, so the "
@@ -1266,19 +1269,13 @@ def levelshare_fits_table() -> list[str]:
     return out
 
 
-#: the shipped runs' adequacy records (analyses/adequacy/run.py): the fits of the optional
-#: breeder terms on all generations
-SHIPPED_ADEQUACY = ROOT / "analyses" / "adequacy" / "records.jsonl"
-
-
-def shipped_diagnostics(terms: str, shocks: str | None = None) -> dict[str, dict]:
+def shipped_diagnostics(rows: list[dict], terms: str, shocks: str) -> dict[str, dict]:
     """Run -> the convergence diagnostics of the last fit on all generations of that
-    shipped run recorded with the model ``terms`` (analyses/adequacy records), and with
-    its generation shocks sampled as ``shocks`` when given ("centred", "non-centred":
-    records that do not say sampled them non-centred)."""
-    return {r["run"]: r["diagnostics"] for r in _records(SHIPPED_ADEQUACY)
-            if r.get("terms") == terms
-            and shocks in (None, r.get("shocks", "non-centred"))}
+    shipped run among the adequacy records ``rows`` (analyses/adequacy/run.py's
+    ``records``) with the model ``terms`` and its generation shocks sampled as
+    ``shocks``."""
+    return {r["run"]: r["diagnostics"] for r in rows
+            if r["terms"] == terms and r["shocks"] == shocks}
 
 
 def shipped_sentence(term: str) -> str:
@@ -1286,12 +1283,14 @@ def shipped_sentence(term: str) -> str:
     records name models) does on the shipped runs against the default sampled the same
     way (the shocks centred or not): divergences and fits passing the convergence rule
     (analyses/adequacy/records.jsonl); "" without records."""
-    from adequacy.run import model_terms    # analyses/adequacy/run.py
+    from adequacy.run import model_terms, records    # analyses/adequacy/run.py
 
-    default = model_terms()     # the default model, as the adequacy records name it
-    mine = [r for r in _records(SHIPPED_ADEQUACY) if r.get("terms") == f"{default}+{term}"]
-    shocks = mine[-1].get("shocks", "non-centred") if mine else None
-    new, old = (shipped_diagnostics(t, shocks) for t in (f"{default}+{term}", default))
+    default, rows = model_terms(), records()   # the default, as the records name it
+    mine = [r for r in rows if r["terms"] == f"{default}+{term}"]
+    if not mine:
+        return ""
+    new, old = (shipped_diagnostics(rows, t, mine[-1]["shocks"])
+                for t in (f"{default}+{term}", default))
     runs = [r for r in new if r in old]
     if not runs:
         return ""

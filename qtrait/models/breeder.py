@@ -262,6 +262,14 @@ class BreederSpec(ModelSpec):
             c["shock_generation"] = cd.generations[1:]
         return c
 
+    def shock_sampling(self, cd: ChainData) -> str:
+        """How :meth:`generation_shocks` samples the shocks on ``cd``: "centred" with at
+        least :data:`SHOCK_CENTRED_CELLS` cells, "non-centred" with fewer, "" without the
+        prior key ``gen_shock_sd``."""
+        if not self.has_shock:
+            return ""
+        return "centred" if cd.J >= SHOCK_CENTRED_CELLS else "non-centred"
+
     def generation_shocks(self, cd: ChainData):
         """(e, mean): the shocks e_t of generations 1.. (a deterministic ``gen_shock``)
         and their mean, or (None, None) without the prior key.
@@ -285,7 +293,7 @@ class BreederSpec(ModelSpec):
 
         n = cd.G - 1
         sd = pm.LogNormal("gen_shock_sd", *self.priors["gen_shock_sd"])
-        if cd.J >= SHOCK_CENTRED_CELLS:
+        if self.shock_sampling(cd) == "centred":
             mean = pm.Normal("gen_shock_mean", 0.0, sd / np.sqrt(n))
             dev = (pm.ZeroSumNormal("gen_shock_dev", sigma=sd, dims="shock_generation")
                    if n > 1 else pt.zeros(1))
