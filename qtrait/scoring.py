@@ -165,14 +165,16 @@ def baseline_scores(obs_k: CollapseStatistics, actual: CollapseStatistics, run, 
 
 def backtest_run(path, k: int, model: str, crit: Criteria, settings: SamplerSettings,
                  baselines=BASELINES, traits=None, concepts=None, save: bool = True,
-                 progress: bool = False, extra=None) -> dict:
+                 progress: bool = False, extra=None, spec=None) -> dict:
     """One backtest of ``qtrait backtest``: open the run at ``path`` (restricted to
     ``traits`` and ``concepts`` when given), fit generations 0..k-1, forecast and score
     (:func:`backtest`). ``extra(fc, run, crit)``, when given, returns more keys for the
-    record (it must be a module-level function when the backtests run in processes)."""
+    record (it must be a module-level function when the backtests run in processes).
+    ``spec``: the model's specification when not the registered one of ``model`` (other
+    priors: a study's variant)."""
     t0 = time.perf_counter()
     run = open_run(path).select(traits, concepts)
-    result = fit(run, model, settings, slice(0, k), save=save, progress=progress)
+    result = fit(run, model, settings, slice(0, k), save=save, progress=progress, spec=spec)
     t_fit = time.perf_counter() - t0
     fc = forecast(result, run, crit, seed=settings.seed)
     rec = {"run": str(path), "model": result.model,

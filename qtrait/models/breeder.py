@@ -100,6 +100,18 @@ momentum"). rho > 0 says a mean that has started to move keeps moving, rho < 0 t
 overshoots and comes back. A forecast carries the last observed step into its first
 generation. The default priors do not have the key (:data:`MOMENTUM_PRIOR` says why and
 holds the learned prior); without it, no momentum.
+
+Learning noise per trait. sigma_learn is one number per fit, yet traits differ in how far
+finetuning moves their means beyond what the map predicts: on the shipped run chain_w1
+the saturation means of all ten digits fall by 15 to 30 standard errors in generation 1,
+where the trait axes move by a few. With the prior key ``sigma_learn_trait`` each trait k
+has its own noise, shared by its cells in every concept and run:
+
+    sigma_k ~ LogNormal(prior), independently per trait
+
+(``sigma_learn`` then has the dimension ``trait``, ordered as the traits first appear
+among the cells). The default priors do not have the key (:data:`SIGMA_TRAIT_PRIOR`
+says why); without it, one noise for all.
 """
 
 from __future__ import annotations
@@ -176,6 +188,21 @@ LEVEL_SHARE_PRIOR = {"log_level_mu": (-0.38, 0.18), "log_level_sd": 0.11,
 #: shipped runs its fits diverge more (docs/models.md 4.1).
 V_MUT_SLAB_PRIOR = {"v_mut_slab": (1.0, 1.0)}
 
+#: The prior key that gives each trait its own learning noise on the mean (module
+#: docstring, "Learning noise per trait"; not a default): LogNormal(mu, sigma) of every
+#: trait's noise, learned on the benchmark's seed-1 chains with the default priors fixed
+#: (analyses/benchmark/run.py trait_noise: each trait's noise with a wide prior, all 16
+#: generations of 16 designs x 9 axes; posterior medians 0.04 to 0.81, higher at high w;
+#: 13 of those 16 fits fail their diagnostics, one diverges once): mu is the mean of the
+#: log noise's posterior means over (design, axis), sigma the root of their variance plus
+#: the mean posterior variance; median exp(-1.52) = 0.22 generation-0 SDs. Independent
+#: per trait, with no spread over traits to sample: a pooled spread, sampled centred,
+#: diverged on fits from 3 generations of similar trait axes (a funnel), and non-centred
+#: mixed slowly on the shipped runs, whose image statistics differ from the axes by a
+#: factor of 10 (docs/models.md 4.1). Not a default yet: the benchmark's records, its
+#: adequacy checks and the SBC are to be rerun with it first.
+SIGMA_TRAIT_PRIOR = {"sigma_learn_trait": (-1.52, 0.69)}
+
 
 #: Cells from which the generation shocks are sampled centred (BreederSpec.
 #: generation_shocks): set between the layouts measured, not tuned. Centred, chain_042's
@@ -207,6 +234,17 @@ def parent_level(cd: ChainData, upto: int | None = None) -> np.ndarray:
     of the generations a fit on < upto sees; 0 where a cell has none)."""
     out = set_mean(cd, "guided", max((cd.G if upto is None else upto) - 1, 1))
     return np.where(np.isfinite(out), out, 0.0)
+
+
+def cell_traits(cd: ChainData) -> list[str]:
+    """The fit's traits in the order they first appear among its cells."""
+    return list(dict.fromkeys(t for _, _, t in cd.cells))
+
+
+def trait_index(cd: ChainData) -> np.ndarray:
+    """(J,) each cell's index in :func:`cell_traits`."""
+    traits = cell_traits(cd)
+    return np.array([traits.index(t) for _, _, t in cd.cells])
 
 
 def parent_steps(cd: ChainData) -> np.ndarray:
@@ -243,7 +281,10 @@ class BreederSpec(ModelSpec):
                 " pooled over traits and concepts")
 
     def design_constants(self, cd: ChainData) -> tuple:
-        return (uncond_center(cd) is None,)
+        out = (uncond_center(cd) is None,)
+        if "sigma_learn_trait" in self.priors:   # which trait each cell has: graph structure
+            out += (tuple(trait_index(cd)),)
+        return out
 
     def arrays(self, cd: ChainData, upto: int | None = None) -> dict[str, np.ndarray]:
         out = super().arrays(cd, upto)
@@ -260,6 +301,8 @@ class BreederSpec(ModelSpec):
         c = super().coords(cd, lay)
         if self.has_shock:
             c["shock_generation"] = cd.generations[1:]
+        if "sigma_learn_trait" in self.priors:
+            c["trait"] = cell_traits(cd)
         return c
 
     def shock_sampling(self, cd: ChainData) -> str:
@@ -318,6 +361,20 @@ class BreederSpec(ModelSpec):
             d1 = pm.Normal("first_step", *self.priors["first_step"])
             out = pt.set_subtensor(out[1], out[1] + d1)
         return out
+
+    def learning_noise(self, cd: ChainData):
+        """The learning noise on the mean (``sigma_learn``): one per fit, HalfNormal with
+        the prior's scale; with the prior key ``sigma_learn_trait`` one per trait, shared
+        by the trait's cells in every concept and run, each with that LogNormal prior
+        (module docstring, "Learning noise per trait"). Returns what multiplies each
+        cell's noise: a scalar, or a (J,) vector."""
+        import pymc as pm
+
+        p = self.priors
+        if "sigma_learn_trait" not in p:
+            return pm.HalfNormal("sigma_learn", p["sigma_learn"])
+        sigma = pm.LogNormal("sigma_learn", *p["sigma_learn_trait"], dims="trait")
+        return sigma[trait_index(cd)]
 
     def mean_offsets(self, gamma, center, level):
         """Per cell, the offset delta of the mean map's intercept from -gamma c (module
@@ -433,7 +490,7 @@ class BreederSpec(ModelSpec):
             lam, gamma, v_mut = self.cell_parameters(cd, locs, shift=shock_mean)
             pm.Deterministic("v_star", pt.switch(lam < 1, v_mut / (1 - lam), np.inf),
                              dims="cell")
-            sigma = pm.HalfNormal("sigma_learn", p["sigma_learn"])
+            sigma = self.learning_noise(cd)
             tau = pm.HalfNormal("tau", p["tau"])
             center = D.get("center")
             if center is None:
@@ -496,7 +553,8 @@ class BreederSpec(ModelSpec):
         center = uncond_center(cd)
         center = (np.broadcast_to(center, lam.shape) if center is not None
                   else np.full(lam.shape, np.nan))
-        sigma = draws["sigma_learn"][:, None]
+        sigma = draws["sigma_learn"]
+        sigma = sigma[:, trait_index(cd)] if sigma.ndim == 2 else sigma[:, None]
         tau = draws["tau"][:, None]
         shock_sd = draws.get("gen_shock_sd")
         st = start_state(cd, start, lam.shape)

@@ -1,0 +1,97 @@
+"""The breeder's learning noise on the mean per trait (qtrait/models/breeder.py, "Learning
+noise per trait"; prior key ``sigma_learn_trait``, off by default)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from qtrait.fit import SamplerSettings, fit
+from qtrait.models import chain_data, fit_data, get_spec
+from qtrait.models.breeder import SIGMA_TRAIT_PRIOR, cell_traits, trait_index
+from qtrait.rundir import open_run
+from qtrait.simulate import TraitTruth, write_simulated_run
+
+from .breeder_chains import breeder_chain, noiseless_draws
+
+pytest.importorskip("nutpie")
+
+#: per trait: the learning noise on the mean in generation-0 SDs (var0 = 1)
+NOISE = {"t0": 0.02, "t1": 0.02, "t2": 0.3}
+
+
+def chain(seed: int):
+    traits = [TraitTruth(k, lam=0.8, v_mut=0.1, gamma=0.0, m_uncond=0.0, learn_sd=sd)
+              for k, sd in NOISE.items()]
+    return breeder_chain(traits, seed, 10)
+
+
+#: wide enough not to decide the answer: LogNormal(log 0.05, 1.5), 90% between 0.004 and
+#: 0.59 (the learned SIGMA_TRAIT_PRIOR, median 0.22, is centred on the benchmark's chains)
+WIDE = {"sigma_learn_trait": (float(np.log(0.05)), 1.5)}
+
+
+def with_key(prior=None):
+    spec = get_spec("breeder")
+    return replace(spec, priors=dict(spec.priors) | (prior or SIGMA_TRAIT_PRIOR))
+
+
+def test_the_key_gives_one_noise_per_trait(tmp_path):
+    cd = chain_data([fit_data(open_run(write_simulated_run(tmp_path / "r", chain(0))))])
+    assert cell_traits(cd) == list(NOISE)
+    # 3 concepts x 3 traits, each cell pointing at its trait
+    assert [cell_traits(cd)[k] for k in trait_index(cd)] == [t for _, _, t in cd.cells]
+    model = with_key().build(cd)
+    assert model.named_vars_to_dims["sigma_learn"] == ("trait",)
+    assert list(model.coords["trait"]) == list(NOISE)
+    # without the key: one noise per fit, and not a default
+    plain = get_spec("breeder")
+    assert "sigma_learn_trait" not in plain.priors
+    assert plain.build(cd).named_vars_to_dims.get("sigma_learn", ()) == ()
+    # which trait a cell has is graph structure: 1 concept x 9 traits has as many cells
+    # (and generations) but compiles its own model with the key, and shares one without
+    nine = [TraitTruth(f"u{k}", lam=0.8, v_mut=0.1, m_uncond=0.0) for k in range(9)]
+    other = replace(chain(0), traits=tuple(nine), concepts=("a",))
+    cd2 = chain_data([fit_data(open_run(write_simulated_run(tmp_path / "o", other)))])
+    assert cd2.J == cd.J and cd2.G == cd.G
+    assert with_key().signature(cd) != with_key().signature(cd2)
+    assert plain.signature(cd) == plain.signature(cd2)
+
+
+def test_forecasts_draw_each_traits_own_noise(tmp_path):
+    # every other noise off: the spread over draws of a forecast's latent mean is the
+    # trait's own sigma (4,000 draws: the SD's relative standard error is 1/sqrt(2 S),
+    # about 1%; 5% tolerance), and a trait with sigma 0 does not move
+    S = 4000
+    spec, cd, draws = noiseless_draws(tmp_path, S)
+    spec = replace(spec, priors=dict(spec.priors) | SIGMA_TRAIT_PRIOR)
+    sig = np.array([0.0, 0.5, 0.1])[: len(cell_traits(cd))]
+    draws["sigma_learn"] = np.broadcast_to(sig, (S, len(sig))).copy()
+    fwd = spec.forward(draws, cd, start=cd.G, t_end=cd.G, rng=np.random.default_rng(0))
+    sd = fwd["guided_mean"][:, 0].std(axis=0)
+    want = sig[trait_index(cd)]
+    np.testing.assert_allclose(sd, want, rtol=0.05, atol=1e-12)
+
+
+def test_breeder_recovers_each_traits_noise(tmp_path):
+    # two chains of 3 concepts x 3 traits, noises 0.02, 0.02 and 0.3, fitted with a wide
+    # prior: each trait's 90% interval covers its truth (rescaled by the generation-0 SD
+    # the fit standardises by, averaged over concepts: their SDs, from 200 images each,
+    # differ by about 5%) in at least 5 of 6 (trait, chain) pairs (P(X <= 4) = 0.11 for
+    # X ~ Binomial(6, 0.9)), and the noisy trait's interval lies above both quiet ones'
+    # medians in every chain
+    settings = SamplerSettings(chains=2, draws=500, tune=500, seed=0)
+    hits = []
+    for seed in (1, 2):
+        run = open_run(write_simulated_run(tmp_path / f"r{seed}", chain(seed)))
+        res = fit(run, "breeder", settings, save=False, spec=with_key(WIDE))
+        fd = res.data.runs[0]
+        d = res.idata.posterior["sigma_learn"].stack(s=("chain", "draw")).values
+        lo, med, hi = np.quantile(d, [0.05, 0.5, 0.95], axis=-1)
+        for k, t in enumerate(res.idata.posterior["trait"].values):
+            truth = NOISE[str(t)] / fd.scale[:, fd.traits.index(str(t))].mean()
+            hits.append(lo[k] <= truth <= hi[k])
+        assert lo[2] > max(med[0], med[1])
+    assert sum(hits) >= 5, f"covered {sum(hits)}/6"
