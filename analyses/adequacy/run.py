@@ -40,10 +40,11 @@ OLD_LIKELIHOOD = "independent/per-set-kurtosis"
 #: the optional terms of the default model (prior keys that add a term to its graph);
 #: records written before they were recorded had none of them
 TERMS = ("gen_shock_sd", "first_step", "mean_momentum", "mean_offset_sd", "log_level_mu",
-         "v_mut_slab")
+         "v_mut_slab", "sigma_learn_trait")
 #: ``--with`` NAME: the breeder's optional prior keys added to the defaults
 EXTRA = {"momentum": "MOMENTUM_PRIOR", "offset": "MEAN_OFFSET_PRIOR",
-         "level_share": "LEVEL_SHARE_PRIOR", "spike": "V_MUT_SLAB_PRIOR"}
+         "level_share": "LEVEL_SHARE_PRIOR", "spike": "V_MUT_SLAB_PRIOR",
+         "trait_noise": "SIGMA_TRAIT_PRIOR"}
 
 
 def model_spec(extra: str | None = None):

@@ -265,11 +265,22 @@ def rescore_zeroshot() -> None:
     tmp.replace(BACKTEST)
 
 
-def backtest(seeds: list[int], ks: list[int], jobs: int = 2) -> None:
-    """Every (chain, K) of ``seeds`` and ``ks`` not yet in backtest.jsonl, in ``jobs``
-    local processes (:func:`qtrait.scoring.backtest_runs`); the wall time of the whole
-    step goes to timing.jsonl."""
+def variant_path(extra: str | None) -> Path:
+    """Where the backtest of the default model with the optional priors ``extra`` (a
+    ``--with`` name of analyses/adequacy/run.py) keeps its records: backtest.jsonl for
+    the default, backtest_<extra>.jsonl for a variant."""
+    return BACKTEST if extra is None else HERE / f"backtest_{extra}.jsonl"
+
+
+def backtest(seeds: list[int], ks: list[int], jobs: int = 2, extra: str | None = None) -> None:
+    """Every (chain, K) of ``seeds`` and ``ks`` not yet in its records
+    (:func:`variant_path`), in ``jobs`` local processes
+    (:func:`qtrait.scoring.backtest_runs`); the wall time of the whole step goes to
+    timing.jsonl. ``extra``: the default model with those optional priors instead
+    (analyses/adequacy/run.py's ``--with`` names)."""
     import platform
+
+    from adequacy.run import model_spec    # analyses/adequacy/run.py: one list of variants
 
     from qtrait.fit import SamplerSettings
     from qtrait.scoring import backtest_runs
@@ -277,8 +288,10 @@ def backtest(seeds: list[int], ks: list[int], jobs: int = 2) -> None:
     crit = criteria()
     f = config()["fit"]
     model = f["model"]
+    spec = None if extra is None else model_spec(extra)
+    out_path = variant_path(extra)
     settings = SamplerSettings(chains=f["chains"], draws=f["draws"], tune=f["tune"])
-    done = {(r["chain"], r["K"]) for r in _records(BACKTEST)}
+    done = {(r["chain"], r["K"]) for r in _records(out_path)}
     names = [n for n in pack.chain_names() if design_of(n)[1] in seeds]
     tasks, index = [], []
     for name in names:
@@ -297,7 +310,7 @@ def backtest(seeds: list[int], ks: list[int], jobs: int = 2) -> None:
         design, seed = design_of(index[i])
         for key in ("run", "posterior", "warnings"):
             out.pop(key, None)
-        _append(BACKTEST, {"chain": index[i], "design": design, "seed": seed,
+        _append(out_path, {"chain": index[i], "design": design, "seed": seed,
                            "K": out["from_generations"], **out})
         print(f"{index[i]} K={out['from_generations']}: observed {out['observed_horizon']}, "
               f"forecast median {out['scores'][0]['median']}, "
@@ -305,8 +318,9 @@ def backtest(seeds: list[int], ks: list[int], jobs: int = 2) -> None:
               f"{(time.perf_counter() - t0) / 60:.1f} min in)", flush=True)
 
     backtest_runs(tasks, model, crit, settings, jobs=jobs, on_record=record, traits=traits,
-                  save=False, extra=with_sensitivity)
-    _append(TIMING, {"step": "backtest", "seeds": seeds, "K": ks, "backtests": len(tasks),
+                  save=False, extra=with_sensitivity, spec=spec)
+    _append(TIMING, {"step": "backtest" if extra is None else f"backtest --with {extra}",
+                     "seeds": seeds, "K": ks, "backtests": len(tasks),
                      "jobs": jobs, "wall_seconds": round(time.perf_counter() - t0, 1),
                      "cpus": os.cpu_count(), "machine": platform.processor() or
                      platform.machine(), "date": time.strftime("%Y-%m-%d")})
@@ -697,6 +711,51 @@ def levelshare_spread_prior() -> dict:
     return out
 
 
+TRAIT_NOISE = HERE / "trait_noise.jsonl"
+#: the prior of each trait's learning noise in the seed-1 fits of ``trait_noise`` (breeder
+#: docstring, "Learning noise per trait"): LogNormal(log 0.05, 1.5), 90% of its mass
+#: between 0.004 and 0.59 generation-0 SDs
+TRAIT_NOISE_WIDE_PRIOR = (float(np.log(0.05)), 1.5)
+
+
+def trait_noise_one(name: str) -> dict:
+    """The breeder with one learning noise per trait, each with the wide prior
+    :data:`TRAIT_NOISE_WIDE_PRIOR`, on all of one chain's generations (trait axes): the
+    posterior mean and SD of each trait's log noise, and its median."""
+    res, design, seed, seconds = seed1_fit(name, {"sigma_learn_trait": TRAIT_NOISE_WIDE_PRIOR})
+    post = res.idata.posterior
+    log_sig = np.log(post["sigma_learn"].stack(s=("chain", "draw")).values)   # (trait, s)
+    traits = list(map(str, post["trait"].values))
+    return {"chain": name, "design": design, "seed": seed,
+            "prior": list(TRAIT_NOISE_WIDE_PRIOR),
+            "log_sigma_mean": dict(zip(traits, log_sig.mean(axis=1).round(4).tolist())),
+            "log_sigma_sd": dict(zip(traits, log_sig.std(axis=1).round(4).tolist())),
+            "sigma_median": dict(zip(traits, np.exp(np.median(log_sig, axis=1))
+                                     .round(4).tolist())),
+            "diagnostics": res.diagnostics, "seconds": seconds}
+
+
+def trait_noise(jobs: int = 2) -> None:
+    """:func:`trait_noise_one` for every seed-1 chain not yet in trait_noise.jsonl."""
+    def show(rec, minutes):
+        sig = rec["sigma_median"]
+        return (f"{rec['chain']}: trait noises {min(sig.values()):.3f} to "
+                f"{max(sig.values()):.3f} ok={rec['diagnostics']['ok']} "
+                f"({rec['seconds']:.0f} s)")
+    seed1_step(trait_noise_one, TRAIT_NOISE, jobs, show)
+
+
+def trait_noise_prior() -> tuple[float, float]:
+    """The LogNormal prior of each trait's learning noise from the seed-1 fits of
+    ``trait_noise``, computed as :func:`learned_prior` over every (chain, trait): the mean
+    of the log noise's posterior means, and the root of their variance plus the mean
+    posterior variance."""
+    recs = _records(TRAIT_NOISE)
+    means = np.array([v for r in recs for v in r["log_sigma_mean"].values()])
+    within = np.array([v for r in recs for v in r["log_sigma_sd"].values()])
+    return float(means.mean()), float(np.sqrt(means.var() + (within ** 2).mean()))
+
+
 def prior_sensitivity(seeds=(2, 3), k: int = 3, factors=(0.5, 2.0), most: int = 8) -> None:
     """The default model's forecast from K generations with every prior scale halved and
     doubled, on up to ``most`` chains whose horizon comes at or after K (not censored)."""
@@ -788,7 +847,8 @@ def report() -> None:
     sections = [benchmark_table(), benchmark_checks(), nochange_table(), scores_table(),
                 k_table(), q_d_table(), shock_fits_table(), shock_table(),
                 first_step_table(), centred_table(), momentum_fits_table(), momentum_table(),
-                offset_fits_table(), offset_table(), levelshare_fits_table(),
+                offset_fits_table(), offset_table(), trait_noise_fits_table(),
+                trait_noise_table(), levelshare_fits_table(),
                 levelshare_table(), spike_table(), priors_table(),
                 adequacy_table(),
                 adequacy_table(path=ADEQUACY_NOSHOCK,
@@ -934,11 +994,13 @@ def rows_of(recs: list[dict]) -> list[dict]:
 def design_interval(diff) -> tuple[str, str]:
     """("mean", "[lo, hi]") of paired differences (a Series indexed by chain, or by
     (chain, K)): their mean over chains and its 90% interval from resampling designs
-    (:func:`_bootstrap_by_design`)."""
+    (:func:`_bootstrap_by_design`); no interval ("[-]") from fewer than two designs."""
     by: dict = {}
     for key, v in diff.items():
         chain = key[0] if isinstance(key, tuple) else key
         by.setdefault(design_of(chain)[0], []).append(v)
+    if len(by) < 2:
+        return f"{diff.mean():+.2f}", "[-]"
     lo, hi = _bootstrap_by_design({d: np.array(v) for d, v in by.items()})
     return f"{diff.mean():+.2f}", f"[{lo:+.2f}, {hi:+.2f}]"
 
@@ -1085,18 +1147,24 @@ def change_table(new_path: Path, old_path: Path, intro: list[str],
            "LFO elpd: the leave-future-out log density of the held-out generations' "
            "statistics per generation, higher is better. Differences: without minus with "
            "for RPS, with minus without for the elpd (positive: the change helps), mean "
-           "over chains with a 90% interval from 2000 bootstrap resamples of the designs.",
+           "over chains with a 90% interval from 2000 bootstrap resamples of the designs. "
+           "The rows *non-trivial, converged* keep the non-trivial chains whose fits pass "
+           "their diagnostics in both versions (the other rows average over every fit; "
+           "the last two columns count the fits that pass).",
            "",
            "| K | chains | n | RPS without | RPS with | RPS difference [90%] | rand. cov. 90% "
            "without | with | median abs err without | with | LFO elpd difference [90%] | "
            "converged without | with |", "|" + "---|" * 13]
     subsets = {"non-trivial": lambda d: ~d["trivial"] & ~d["censored"],
+               "non-trivial, converged": lambda d: ~d["trivial"] & ~d["censored"],
                "censored": lambda d: d["censored"], "all": lambda d: d["censored"] | True}
     for k in sorted({i[1] for i in new.index}):
         both = [i for i in new.index if i[1] == k and i in old.index]
         for name, pick in subsets.items():
             a = old.loc[both]
             a = a[pick(a)]
+            if name == "non-trivial, converged":
+                a = a[a["ok"].astype(bool) & new.loc[a.index, "ok"].astype(bool)]
             if not len(a):
                 continue
             b = new.loc[a.index]
@@ -1353,6 +1421,41 @@ def offset_fits_table() -> list[str]:
     return out
 
 
+def trait_noise_fits_table() -> list[str]:
+    """The seed-1 fits that set the per-trait learning noise's prior (trait_noise.jsonl)."""
+    recs = _records(TRAIT_NOISE, by_chain=True)
+    if not recs:
+        return []
+    m, sd = trait_noise_prior()
+    out = ["## The learning noise per trait on the seed-1 chains", "",
+           "The default breeder with one learning noise on the mean per trait, each with a "
+           f"wide prior (LogNormal({TRAIT_NOISE_WIDE_PRIOR[0]:.2f}, "
+           f"{TRAIT_NOISE_WIDE_PRIOR[1]}); docs/models.md 4.1), step `trait_noise`, on all "
+           "16 generations of each seed-1 chain (trait axes): the smallest, median and "
+           "largest trait's noise (posterior medians, generation-0 SDs). The prior of each "
+           "trait's noise from these (breeder.SIGMA_TRAIT_PRIOR; not a default): "
+           f"LogNormal({m:.2f}, {sd:.2f}), median {np.exp(m):.2f}. {fits_verdict(recs)}.",
+           "", "| chain | smallest noise | median | largest noise | fit passes its "
+           "diagnostics |", "|---|---|---|---|---|"]
+    for r in recs:
+        sig = r["sigma_median"]
+        lo, hi = min(sig, key=sig.get), max(sig, key=sig.get)
+        out.append(f"| {r['chain']} | {sig[lo]:.3f} ({lo}) | {np.median(list(sig.values())):.3f}"
+                   f" | {sig[hi]:.3f} ({hi}) | {'yes' if r['diagnostics']['ok'] else 'no'} |")
+    return out
+
+
+def trait_noise_table() -> list[str]:
+    """The default breeder with the learning noise per trait against the default."""
+    return change_table(variant_path("trait_noise"), BACKTEST, [
+        "## The learning noise per trait: the held-out generations prefer it",
+        "", "The default model with one learning noise on the mean per trait "
+        "(breeder.SIGMA_TRAIT_PRIOR, its prior set on the seed-1 chains, step "
+        "`trait_noise`; docs/models.md 4.1; records in backtest_trait_noise.jsonl, K = 3 "
+        "only), against the default model. Here *without* is the default and *with* the "
+        "variant."])
+
+
 def full_timing() -> list[str]:
     """The cost of the whole benchmark backtest (K = 2, 3, 5, seeds 1-3) in one run (the
     last ``backtest`` step of timing.jsonl that covered it, before the generation shock),
@@ -1489,11 +1592,14 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("step", choices=("pilot", "nochange", "statespace", "backtest", "k1",
                                      "zeroshot", "priors", "adequacy", "shock", "offset",
-                                     "momentum", "levelshare", "report"))
+                                     "momentum", "levelshare", "trait_noise", "report"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "benchmark"))
     ap.add_argument("--seeds", default="2,3")
     ap.add_argument("--k", default="2,3,5")
     ap.add_argument("--jobs", type=int, default=2, help="backtests at once (processes)")
+    ap.add_argument("--with", dest="extra", default=None,
+                    help="backtest: the default model with these optional priors (a --with "
+                         "name of analyses/adequacy/run.py), records in backtest_NAME.jsonl")
     a = ap.parse_args(argv)
     if a.step == "pilot":
         pilot(Path(a.runs))
@@ -1503,7 +1609,7 @@ def main(argv=None) -> None:
         statespace()
     elif a.step == "backtest":
         backtest([int(s) for s in a.seeds.split(",")], [int(k) for k in a.k.split(",")],
-                 a.jobs)
+                 a.jobs, a.extra)
     elif a.step == "k1":
         baselines_only([int(s) for s in a.seeds.split(",")])
     elif a.step == "zeroshot":
@@ -1534,6 +1640,10 @@ def main(argv=None) -> None:
             print(f"prior of {key} from seed 1: Normal({m:.3f}, {sd:.3f})")
         for key, scale in levelshare_spread_prior().items():
             print(f"prior of {key} from seed 1: HalfNormal({scale:.3f})")
+    elif a.step == "trait_noise":
+        trait_noise(a.jobs)
+        print("prior of each trait's learning noise from seed 1: LogNormal({:.3f}, {:.3f})"
+              .format(*trait_noise_prior()))
     else:
         report()
 
