@@ -142,8 +142,11 @@ def report() -> None:
             + (f"{w['cell']} {w['statistic']} (z {w['z']:+.1f})" if w else "-")
             + f" | {r['seconds'] / 60:.1f} min |")
     if rows:
-        out += ["", f"Machine: {rows[-1]['machine']}, {rows[-1]['date']}. Time: the fit on "
-                "all generations plus the refits, one process, nothing else running."]
+        dates = sorted({r["date"] for r in rows})
+        when = dates[0] if len(dates) == 1 else f"records of {dates[0]} to {dates[-1]}"
+        out += ["", f"Machine: {rows[-1]['machine']}, {when} (the newest rows first). Time: "
+                "the fit on all generations plus the refits, one process, nothing else "
+                "running."]
     write_results(HERE, "\n".join(out))
 
 
