@@ -1155,16 +1155,18 @@ def change_table(new_path: Path, old_path: Path, intro: list[str],
            "| K | chains | n | RPS without | RPS with | RPS difference [90%] | rand. cov. 90% "
            "without | with | median abs err without | with | LFO elpd difference [90%] | "
            "converged without | with |", "|" + "---|" * 13]
-    subsets = {"non-trivial": lambda d: ~d["trivial"] & ~d["censored"],
-               "non-trivial, converged": lambda d: ~d["trivial"] & ~d["censored"],
+    def nontrivial(d):
+        return ~d["trivial"] & ~d["censored"]
+
+    subsets = {"non-trivial": nontrivial,
+               "non-trivial, converged": lambda d: nontrivial(d) & d["ok"]
+               & new.loc[d.index, "ok"],
                "censored": lambda d: d["censored"], "all": lambda d: d["censored"] | True}
     for k in sorted({i[1] for i in new.index}):
         both = [i for i in new.index if i[1] == k and i in old.index]
         for name, pick in subsets.items():
             a = old.loc[both]
             a = a[pick(a)]
-            if name == "non-trivial, converged":
-                a = a[a["ok"].astype(bool) & new.loc[a.index, "ok"].astype(bool)]
             if not len(a):
                 continue
             b = new.loc[a.index]

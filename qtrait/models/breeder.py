@@ -237,17 +237,6 @@ def parent_level(cd: ChainData, upto: int | None = None) -> np.ndarray:
     return np.where(np.isfinite(out), out, 0.0)
 
 
-def cell_traits(cd: ChainData) -> list[str]:
-    """The fit's traits in the order they first appear among its cells."""
-    return list(dict.fromkeys(t for _, _, t in cd.cells))
-
-
-def trait_index(cd: ChainData) -> np.ndarray:
-    """(J,) each cell's index in :func:`cell_traits`."""
-    traits = cell_traits(cd)
-    return np.array([traits.index(t) for _, _, t in cd.cells])
-
-
 def parent_steps(cd: ChainData) -> np.ndarray:
     """(G, J): row t holds the last step of the parents' mean before generation t, the
     parent mean of t minus that of t - 1 (:func:`~qtrait.models.base.parent_moments`
@@ -284,7 +273,7 @@ class BreederSpec(ModelSpec):
     def design_constants(self, cd: ChainData) -> tuple:
         out = (uncond_center(cd) is None,)
         if "sigma_learn_trait" in self.priors:   # which trait each cell has: graph structure
-            out += (tuple(trait_index(cd)),)
+            out += (tuple(cd.trait_index()),)
         return out
 
     def arrays(self, cd: ChainData, upto: int | None = None) -> dict[str, np.ndarray]:
@@ -303,7 +292,7 @@ class BreederSpec(ModelSpec):
         if self.has_shock:
             c["shock_generation"] = cd.generations[1:]
         if "sigma_learn_trait" in self.priors:
-            c["trait"] = cell_traits(cd)
+            c["trait"] = cd.traits()
         return c
 
     def shock_sampling(self, cd: ChainData) -> str:
@@ -375,7 +364,7 @@ class BreederSpec(ModelSpec):
         if "sigma_learn_trait" not in p:
             return pm.HalfNormal("sigma_learn", p["sigma_learn"])
         sigma = pm.LogNormal("sigma_learn", *p["sigma_learn_trait"], dims="trait")
-        return sigma[trait_index(cd)]
+        return sigma[cd.trait_index()]
 
     def mean_offsets(self, gamma, center, level):
         """Per cell, the offset delta of the mean map's intercept from -gamma c (module
@@ -555,7 +544,7 @@ class BreederSpec(ModelSpec):
         center = (np.broadcast_to(center, lam.shape) if center is not None
                   else np.full(lam.shape, np.nan))
         sigma = draws["sigma_learn"]
-        sigma = sigma[:, trait_index(cd)] if sigma.ndim == 2 else sigma[:, None]
+        sigma = sigma[:, cd.trait_index()] if sigma.ndim == 2 else sigma[:, None]
         tau = draws["tau"][:, None]
         shock_sd = draws.get("gen_shock_sd")
         st = start_state(cd, start, lam.shape)

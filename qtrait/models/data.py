@@ -246,6 +246,15 @@ class ChainData:
     def has(self, set_name: str) -> bool:
         return set_name in self.sets and np.isfinite(self.sets[set_name].mean).any()
 
+    def traits(self) -> list[str]:
+        """The traits of the cells, in the order they first appear among them."""
+        return list(dict.fromkeys(t for _, _, t in self.cells))
+
+    def trait_index(self) -> np.ndarray:
+        """(J,) each cell's index in :meth:`traits`."""
+        traits = self.traits()
+        return np.array([traits.index(t) for _, _, t in self.cells])
+
     def cell_labels(self) -> list[str]:
         multi = len(self.runs) > 1
         return [(f"{self.runs[r].run_id}/" if multi else "") + f"{c}/{t}"
@@ -290,9 +299,8 @@ def likelihood_summary(cd: ChainData) -> dict:
     standard error), the traits left out as near-constant, and the within-set dependence
     between traits that the likelihood ignores (it multiplies the traits' densities)."""
     law = pooled_shape(cd)
-    traits = sorted({t for _, _, t in cd.cells}, key=[t for _, _, t in cd.cells].index)
     shape = {}
-    for t in traits:
+    for t in cd.traits():
         m = np.array([c[2] == t for c in cd.cells])
         shape[t] = {"skew": float(np.median(law.skew[m])),
                     "skew_se": float(np.median(law.skew_se[m])),

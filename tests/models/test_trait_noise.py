@@ -10,7 +10,7 @@ import pytest
 
 from qtrait.fit import SamplerSettings, fit
 from qtrait.models import chain_data, fit_data, get_spec
-from qtrait.models.breeder import SIGMA_TRAIT_PRIOR, cell_traits, trait_index
+from qtrait.models.breeder import SIGMA_TRAIT_PRIOR
 from qtrait.rundir import open_run
 from qtrait.simulate import TraitTruth, write_simulated_run
 
@@ -40,9 +40,9 @@ def with_key(prior=None):
 
 def test_the_key_gives_one_noise_per_trait(tmp_path):
     cd = chain_data([fit_data(open_run(write_simulated_run(tmp_path / "r", chain(0))))])
-    assert cell_traits(cd) == list(NOISE)
+    assert cd.traits() == list(NOISE)
     # 3 concepts x 3 traits, each cell pointing at its trait
-    assert [cell_traits(cd)[k] for k in trait_index(cd)] == [t for _, _, t in cd.cells]
+    assert [cd.traits()[k] for k in cd.trait_index()] == [t for _, _, t in cd.cells]
     model = with_key().build(cd)
     assert model.named_vars_to_dims["sigma_learn"] == ("trait",)
     assert list(model.coords["trait"]) == list(NOISE)
@@ -67,11 +67,11 @@ def test_forecasts_draw_each_traits_own_noise(tmp_path):
     S = 4000
     spec, cd, draws = noiseless_draws(tmp_path, S)
     spec = replace(spec, priors=dict(spec.priors) | SIGMA_TRAIT_PRIOR)
-    sig = np.array([0.0, 0.5, 0.1])[: len(cell_traits(cd))]
+    sig = np.array([0.0, 0.5, 0.1])[: len(cd.traits())]
     draws["sigma_learn"] = np.broadcast_to(sig, (S, len(sig))).copy()
     fwd = spec.forward(draws, cd, start=cd.G, t_end=cd.G, rng=np.random.default_rng(0))
     sd = fwd["guided_mean"][:, 0].std(axis=0)
-    want = sig[trait_index(cd)]
+    want = sig[cd.trait_index()]
     np.testing.assert_allclose(sd, want, rtol=0.05, atol=1e-12)
 
 
