@@ -200,8 +200,11 @@ V_MUT_SLAB_PRIOR = {"v_mut_slab": (1.0, 1.0)}
 #: per trait, with no spread over traits to sample: a pooled spread, sampled centred,
 #: diverged on fits from 3 generations of similar trait axes (a funnel), and non-centred
 #: mixed slowly on the shipped runs, whose image statistics differ from the axes by a
-#: factor of 10 (docs/models.md 4.1). Not a default yet: the benchmark's records, its
-#: adequacy checks and the SBC are to be rerun with it first.
+#: factor of 10 (docs/models.md 4.1). Not a default: it describes real chains better (the
+#: shipped runs' one-step PIT; held-out density from 3 and 4 generations of seeds 2 and 3),
+#: but on a textbook Accumulate chain it forecasts a collapse too often (P(no collapse)
+#: 0.86 against the bar of 0.9; analyses/textbook/results.md), and it is worse from two
+#: generations (benchmark results.md, "The learning noise per trait").
 SIGMA_TRAIT_PRIOR = {"sigma_learn_trait": (-1.52, 0.69)}
 
 

@@ -60,6 +60,7 @@ def test_models_md_states_what_the_learned_priors_give():
     p = WRITTEN
     (sm, ss), (fm, fs), (rm, rs) = p["gen_shock_sd"], p["first_step"], p["mean_momentum"]
     lm, (am, asd) = p["log_level_mu"][0], p["logit_share_mu"]
+    nm, ns = p["sigma_learn_trait"]
     stated = [
         f"median {np.exp(sm):.3f}, 90% between {np.exp(sm - z * ss):.3f} and "
         f"{np.exp(sm + z * ss):.3f}",
@@ -67,7 +68,8 @@ def test_models_md_states_what_the_learned_priors_give():
         f"{np.exp(fm + z * fs):.2f}",
         f"90% between {rm - z * rs:.2f} and {rm + z * rs:.2f}",
         f"median {np.exp(p['mean_offset_sd'][0]):.3f} generation-0 SDs",
-        f"noise's location at {np.exp(p['sigma_learn_trait'][0]):.2f} generation-0 SDs",
+        "median {:.2f} generation-0 SDs, 90% between {:.2f} and {:.2f}".format(
+            *np.exp(nm + np.array([0, -z, z]) * ns)),
         f"L about {np.exp(lm):.2f}, r about {expit(am):.2f} (90% between "
         f"{expit(am - z * asd):.2f} and {expit(am + z * asd):.2f})",
     ]
