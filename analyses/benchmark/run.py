@@ -1175,13 +1175,14 @@ def change_table(new_path: Path, old_path: Path, intro: list[str],
             b = new.loc[a.index]
             rps, elpd = (" ".join(design_interval(d)) for d in
                          (a["rps"] - b["rps"], b["lfo_elpd"] - a["lfo_elpd"]))
+            div_a, div_b = (f"{int(x['divergences'].sum())} "
+                            f"({int((x['divergences'] > 0).sum())})" for x in (a, b))
             out.append(f"| {k} | {name} | {len(a)} | {a['rps'].mean():.2f} | "
                        f"{b['rps'].mean():.2f} | {rps} | "
                        f"{a['covered_random'].mean():.2f} | {b['covered_random'].mean():.2f}"
                        f" | {a['abs_error'].median():.1f} | {b['abs_error'].median():.1f} | "
-                       f"{elpd} | {int(a['ok'].sum())} | {int(b['ok'].sum())} | "
-                       f"{int(a['divergences'].sum())} ({int((a['divergences'] > 0).sum())}) | "
-                       f"{int(b['divergences'].sum())} ({int((b['divergences'] > 0).sum())}) |")
+                       f"{elpd} | {int(a['ok'].sum())} | {int(b['ok'].sum())} | {div_a} | "
+                       f"{div_b} |")
     return out
 
 
@@ -1460,9 +1461,8 @@ def trait_noise_table() -> list[str]:
         "(breeder.SIGMA_TRAIT_PRIOR, its prior set on the seed-1 chains, step "
         "`trait_noise`; docs/models.md 4.1; records in backtest_trait_noise.jsonl: K = 3 "
         "first, K = 2, 4 and 5 after), against the default model. Here *without* is the "
-        "default and *with* the variant. The held-out generations prefer it at K = 3 and "
-        "4, not at K = 2; it is not a default because on one of the textbook Accumulate "
-        "chains it forecasts a collapse too often (analyses/textbook/results.md)."])
+        "default and *with* the variant. Why it is not a default: docs/models.md 4.1 and "
+        "analyses/textbook/results.md."])
 
 
 def full_timing() -> list[str]:

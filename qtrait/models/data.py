@@ -252,8 +252,8 @@ class ChainData:
 
     def trait_index(self) -> np.ndarray:
         """(J,) each cell's index in :meth:`traits`."""
-        traits = self.traits()
-        return np.array([traits.index(t) for _, _, t in self.cells])
+        pos = {t: k for k, t in enumerate(self.traits())}
+        return np.array([pos[t] for _, _, t in self.cells])
 
     def cell_labels(self) -> list[str]:
         multi = len(self.runs) > 1
@@ -299,9 +299,9 @@ def likelihood_summary(cd: ChainData) -> dict:
     standard error), the traits left out as near-constant, and the within-set dependence
     between traits that the likelihood ignores (it multiplies the traits' densities)."""
     law = pooled_shape(cd)
-    shape = {}
-    for t in cd.traits():
-        m = np.array([c[2] == t for c in cd.cells])
+    shape, index = {}, cd.trait_index()
+    for k, t in enumerate(cd.traits()):
+        m = index == k
         shape[t] = {"skew": float(np.median(law.skew[m])),
                     "skew_se": float(np.median(law.skew_se[m])),
                     "kurt": float(np.median(law.kurt[m])),
