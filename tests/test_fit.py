@@ -45,7 +45,10 @@ def test_fit_summary_table(fitted):
         for name in ("lambda", "gamma", "v_mut", "v_star"):
             p = params[f"{name}[cell=all/{trait}]"]
             assert p["lo90"] <= p["median"] <= p["hi90"], p
-    assert params["sigma_learn"]["lo90"] >= 0
+    # the learning noise: one per trait (pooled like V_m), each non-negative
+    noise = [p for name, p in params.items() if name.startswith("sigma_learn[trait=")]
+    assert len(noise) == len(TRUTH) and all(p["lo90"] >= 0 for p in noise), noise
+    assert params["sigma_learn_scale"]["lo90"] >= 0
 
 
 def test_fit_saves_posterior_with_provenance(fitted):

@@ -81,6 +81,13 @@ WITH_MOMENTUM_FROM3 = HERE / "backtest_momentum_from3.jsonl"
 MOMENTUM_FROM3 = HERE / "momentum_from3.jsonl"
 #: the default model with the mean offset switched on (K = 3; 2026-12-06; not kept)
 WITH_OFFSET = HERE / "backtest_offset.jsonl"
+#: the default model's backtest until 2026-12-07, one learning noise for every trait; the
+#: variants measured before then (their change tables) were run on it
+ONE_NOISE = HERE / "backtest_one_noise.jsonl"
+ONE_NOISE_NOTE = ("(Measured against the default of its time, one learning noise for every "
+                  "trait, backtest_one_noise.jsonl; since 2026-12-07 the default has a noise "
+                  "per trait pooled like V_m, section \"The learning noise per trait, pooled "
+                  "like V_m\".)")
 TIMING = HERE / "timing.jsonl"       # wall time of whole steps
 OPENED = ROOT / "runs" / "benchmark_packed"     # packed chains as run directories (ignored)
 
@@ -366,6 +373,9 @@ def scaled(priors: dict, factor: float) -> dict:
 
 
 ADEQUACY = HERE / "adequacy.jsonl"
+#: the adequacy records of the model with one learning noise for every trait (the default
+#: until 2026-12-07)
+ADEQUACY_ONE_NOISE = HERE / "adequacy_one_noise.jsonl"
 #: the adequacy records of the model before the generation shock (2026-12-05)
 ADEQUACY_NOSHOCK = HERE / "adequacy_noshock.jsonl"
 
@@ -423,9 +433,11 @@ def adequacy(seeds: list[int], jobs: int = 2) -> None:
     per_chain(adequacy_one, names, ADEQUACY, jobs, show)
 
 
-def adequacy_table(seeds=(2, 3), path: Path = ADEQUACY, which: str = "") -> list[str]:
+def adequacy_table(seeds=(2, 3), path: Path = ADEQUACY, which: str = "",
+                   before: tuple[Path, str] | None = None) -> list[str]:
     """How many benchmark chains the default model describes (adequacy.jsonl; ``which``
-    says which model when it is not today's)."""
+    says which model when it is not today's); ``before``: the records and the name of an
+    earlier default to compare chain by chain (:func:`adequacy_pairs`)."""
     recs = [r for r in _records(path) if r["seed"] in seeds]
     if not recs:
         return []
@@ -451,20 +463,19 @@ def adequacy_table(seeds=(2, 3), path: Path = ADEQUACY, which: str = "") -> list
             f"{int(np.sum((cov >= 0.85) & (cov <= 0.95)))} | {np.median(cov):.3f} "
             f"[{cov.min():.3f}, {cov.max():.3f}] | "
             f"{sum(bool(r['adequacy']['ppc_ok']) for r in recs)} | {conv} |"] + \
-        (adequacy_pairs(recs) if path == ADEQUACY else [])
+        (adequacy_pairs(recs, *before) if before else [])
 
 
-def adequacy_pairs(recs: list[dict]) -> list[str]:
-    """Per chain of ``recs`` that the model before the shock was also checked on: the
-    PIT test's p and the one-step coverage of both, and where today's model's one-step
-    coverage falls short (the mean or the variance)."""
-    before = {r["chain"]: r["adequacy"] for r in _records(ADEQUACY_NOSHOCK)}
+def adequacy_pairs(recs: list[dict], path: Path, name: str) -> list[str]:
+    """Per chain of ``recs`` that the earlier model ``name`` (records ``path``) was also
+    checked on: the PIT test's p and the one-step coverage of both, and where the later
+    model's one-step coverage falls short (the mean or the variance)."""
+    before = {r["chain"]: r["adequacy"] for r in _records(path)}
     rows = [r for r in recs if r["chain"] in before]
     if not rows:
         return []
-    out = ["", "The same chains, today's model against the one before the generation shock "
-           "(adequacy_noshock.jsonl), and the one-step 90% coverage of the cells' means and "
-           "variances apart:", "",
+    out = ["", f"The same chains, this model against the one {name} ({path.name}), and "
+           "the one-step 90% coverage of the cells' means and variances apart:", "",
            "| chain | PIT p | before | coverage | before | coverage of means | of variances "
            "| PPC passes | before |", "|---|---|---|---|---|---|---|---|---|"]
     for r in sorted(rows, key=lambda x: x["chain"]):
@@ -756,6 +767,15 @@ def trait_noise_prior() -> tuple[float, float]:
     return float(means.mean()), float(np.sqrt(means.var() + (within ** 2).mean()))
 
 
+def trait_noise_pooled_prior() -> float:
+    """The scale of the pooled learning noise's shared S (breeder.SIGMA_POOLED_PRIOR) from
+    the same seed-1 fits: the root mean square of the per-trait noises' posterior medians
+    over every (chain, trait). Under sigma_k = S h_k with S ~ HalfNormal(s) and h_k ~
+    HalfNormal(1), E sigma_k^2 = s^2, so the prior's noises have the fits' RMS."""
+    med = np.array([v for r in _records(TRAIT_NOISE) for v in r["sigma_median"].values()])
+    return float(np.sqrt(np.mean(med ** 2)))
+
+
 def prior_sensitivity(seeds=(2, 3), k: int = 3, factors=(0.5, 2.0), most: int = 8) -> None:
     """The default model's forecast from K generations with every prior scale halved and
     doubled, on up to ``most`` chains whose horizon comes at or after K (not censored)."""
@@ -848,9 +868,13 @@ def report() -> None:
                 k_table(), q_d_table(), shock_fits_table(), shock_table(),
                 first_step_table(), centred_table(), momentum_fits_table(), momentum_table(),
                 offset_fits_table(), offset_table(), trait_noise_fits_table(),
-                trait_noise_table(), levelshare_fits_table(),
+                trait_noise_table(), pooled_noise_table(), levelshare_fits_table(),
                 levelshare_table(), spike_table(), priors_table(),
-                adequacy_table(),
+                adequacy_table(before=(ADEQUACY_ONE_NOISE, "with one learning noise")),
+                adequacy_table(path=ADEQUACY_ONE_NOISE,
+                               which=" (one learning noise for every trait, the default until "
+                               "2026-12-07)",
+                               before=(ADEQUACY_NOSHOCK, "before the generation shock")),
                 adequacy_table(path=ADEQUACY_NOSHOCK,
                                which=" (before the generation shock, 2026-12-05)"),
                 full_timing()]
@@ -1199,11 +1223,11 @@ def shock_table() -> list[str]:
 
 def first_step_table() -> list[str]:
     """The default breeder (shock and first step) against the one with the shock only."""
-    return change_table(BACKTEST, NOFIRST, [
+    return change_table(ONE_NOISE, NOFIRST, [
         "## The first step's factor: kept only if the held-out generations prefer it", "",
         "The default model, whose generation 1 has its own variance factor (docs/models.md "
         "4.1; its prior and the shock's set on the seed-1 chains, step `shock`), against "
-        "the model with the generation shock only (backtest_nofirst.jsonl)."])
+        "the model with the generation shock only (backtest_nofirst.jsonl).", ONE_NOISE_NOTE])
 
 
 def centred_table() -> list[str]:
@@ -1211,7 +1235,7 @@ def centred_table() -> list[str]:
     records, sampled non-centred: the same posterior, so what may differ is convergence."""
     from qtrait.models import breeder
 
-    return change_table(WITH_CENTRED, BACKTEST, [
+    return change_table(WITH_CENTRED, ONE_NOISE, [
         "## The shocks sampled centred: the same model, sampled another way", "",
         "The default model with its generation shocks sampled centred, as it samples them "
         f"on runs of {breeder.SHOCK_CENTRED_CELLS} cells or more (every benchmark chain) "
@@ -1222,18 +1246,18 @@ def centred_table() -> list[str]:
         "scores may differ by Monte Carlo error alone, which the bootstrap over designs "
         "leaves out: its intervals can exclude 0 for the same model. The converged "
         "columns are what the change is for. The other tables' records of the default and "
-        "its variants were sampled non-centred."])
+        "its variants were sampled non-centred.", ONE_NOISE_NOTE])
 
 
 def offset_table() -> list[str]:
     """The default breeder with the mean offset switched on against the default."""
-    return change_table(WITH_OFFSET, BACKTEST, [
+    return change_table(WITH_OFFSET, ONE_NOISE, [
         "## The mean offset: kept only if the held-out generations prefer it (they do not)",
         "", "The default model with the mean offset switched on (its mean map may settle "
         "away from the unconditional probe's mean; docs/models.md 4.1; the offset SD's "
         "prior set on the seed-1 chains, step `offset`; records in "
         "backtest_offset.jsonl, K = 3 only), against the default model. Here *without* "
-        "is the default and *with* the variant."])
+        "is the default and *with* the variant.", ONE_NOISE_NOTE])
 
 
 def mean_step_correlation() -> tuple[float, int]:
@@ -1295,19 +1319,19 @@ def momentum_fits_table() -> list[str]:
 def momentum_table() -> list[str]:
     """The default breeder with the momentum switched on (from generation 2, and the
     variant from generation 3) against the default."""
-    return change_table(WITH_MOMENTUM, BACKTEST, [
+    return change_table(WITH_MOMENTUM, ONE_NOISE, [
         "## The momentum: kept only if the held-out generations prefer it (they do not)", "",
         "The default model with the momentum switched on (its mean map carries on a share "
         "of the parents' last step; docs/models.md 4.1; its prior set on the seed-1 "
         "chains, step `momentum`; records in backtest_momentum.jsonl), against the "
-        "default model. Here *without* is the default and *with* the variant."]) + [""] + \
-        change_table(WITH_MOMENTUM_FROM3, BACKTEST, [
+        "default model. Here *without* is the default and *with* the variant.", ONE_NOISE_NOTE]) + [""] + \
+        change_table(WITH_MOMENTUM_FROM3, ONE_NOISE, [
             "### The momentum from generation 3", "",
             "The same with the momentum starting at generation 3 (generation 1's step, the "
             "first finetuning's, not carried on; its prior Normal({:.2f}, {:.2f}) from "
             "seed-1 fits of this variant, momentum_from3.jsonl; records in "
             "backtest_momentum_from3.jsonl), against the default model."
-            .format(*learned_prior(MOMENTUM_FROM3, "mean", "sd"))])
+            .format(*learned_prior(MOMENTUM_FROM3, "mean", "sd")), ONE_NOISE_NOTE])
 
 
 def levelshare_fits_table() -> list[str]:
@@ -1380,7 +1404,7 @@ def shipped_sentence(term: str) -> str:
 def levelshare_table() -> list[str]:
     """The default breeder with the level-and-share parameterization against the
     default."""
-    return change_table(WITH_LEVELSHARE, BACKTEST, [
+    return change_table(WITH_LEVELSHARE, ONE_NOISE, [
         "## Level and share: not kept (worse forecasts, fewer converged fits)",
         "", "The default model with lambda and V_m sampled through the level and the share "
         "(breeder.LEVEL_SHARE_PRIOR, set on the seed-1 chains, step `levelshare`; records "
@@ -1388,12 +1412,12 @@ def levelshare_table() -> list[str]:
         "against the default model. Here *without* is the default and *with* the variant. "
         "The held-out generations' density prefers it slightly over all chains, but its "
         "forecasts of the horizon score worse and fewer of its fits converge. "
-        + shipped_sentence("log_level_mu")])
+        + shipped_sentence("log_level_mu"), ONE_NOISE_NOTE])
 
 
 def spike_table() -> list[str]:
     """The default breeder with the spike at V_m = 0 against the default."""
-    return change_table(WITH_SPIKE, BACKTEST, [
+    return change_table(WITH_SPIKE, ONE_NOISE, [
         "## The spike at V_m = 0: not a default", "",
         "The default model with each cell's V_m either its value or exactly 0, the choice "
         "marginalised in the likelihood, against the default model. Here *without* is the "
@@ -1401,7 +1425,7 @@ def spike_table() -> list[str]:
         "here (records in backtest_spike.jsonl, made with the key added to the defaults); "
         "with it the spike meets the textbook Replace chains' coverage and width bars, from "
         "fits that do not pass the convergence rule (analyses/textbook/results.md). "
-        + shipped_sentence("v_mut_slab")])
+        + shipped_sentence("v_mut_slab"), ONE_NOISE_NOTE])
 
 
 def offset_fits_table() -> list[str]:
@@ -1442,7 +1466,9 @@ def trait_noise_fits_table() -> list[str]:
            "16 generations of each seed-1 chain (trait axes): the smallest, median and "
            "largest trait's noise (posterior medians, generation-0 SDs). The prior of each "
            "trait's noise from these (breeder.SIGMA_TRAIT_PRIOR; not a default): "
-           f"LogNormal({m:.2f}, {sd:.2f}), median {np.exp(m):.2f}. {fits_verdict(recs)}.",
+           f"LogNormal({m:.2f}, {sd:.2f}), median {np.exp(m):.2f}; the scale of the pooled "
+           "version's shared S (breeder.SIGMA_POOLED_PRIOR), their root mean square: "
+           f"{trait_noise_pooled_prior():.2f}. {fits_verdict(recs)}.",
            "", "| chain | smallest noise | median | largest noise | fit passes its "
            "diagnostics |", "|---|---|---|---|---|"]
     for r in recs:
@@ -1455,14 +1481,27 @@ def trait_noise_fits_table() -> list[str]:
 
 def trait_noise_table() -> list[str]:
     """The default breeder with the learning noise per trait against the default."""
-    return change_table(variant_path("trait_noise"), BACKTEST, [
+    return change_table(variant_path("trait_noise"), ONE_NOISE, [
         "## The learning noise per trait: not a default (yet)",
         "", "The default model with one learning noise on the mean per trait "
         "(breeder.SIGMA_TRAIT_PRIOR, its prior set on the seed-1 chains, step "
         "`trait_noise`; docs/models.md 4.1; records in backtest_trait_noise.jsonl: K = 3 "
         "first, K = 2, 4 and 5 after), against the default model. Here *without* is the "
         "default and *with* the variant. Why it is not a default: docs/models.md 4.1 and "
-        "analyses/textbook/results.md."])
+        "analyses/textbook/results.md.", ONE_NOISE_NOTE])
+
+
+def pooled_noise_table() -> list[str]:
+    """Today's default, with a learning noise per trait pooled like V_m, against the
+    default before it, with one noise for every trait."""
+    return change_table(BACKTEST, ONE_NOISE, [
+        "## The learning noise per trait, pooled like V_m: the default since 2026-12-07",
+        "", "The default model, with one learning noise on the mean per trait, a shared "
+        "scale times a trait's factor (breeder.SIGMA_POOLED_PRIOR, its scale set on the "
+        "seed-1 chains, step `trait_noise`; docs/models.md 4.1), against the default before "
+        "it, one noise for every trait (backtest_one_noise.jsonl). Here *without* is one "
+        "noise and *with* the noise per trait pooled. It was measured as a variant first, "
+        "at K = 3, then at K = 2, 4 and 5, before it was made the default."])
 
 
 def full_timing() -> list[str]:
@@ -1653,6 +1692,8 @@ def main(argv=None) -> None:
         trait_noise(a.jobs)
         print("prior of each trait's learning noise from seed 1: LogNormal({:.3f}, {:.3f})"
               .format(*trait_noise_prior()))
+        print(f"scale of the pooled noise's shared S from seed 1: HalfNormal("
+              f"{trait_noise_pooled_prior():.3f})")
     else:
         report()
 

@@ -48,7 +48,8 @@ COVER_BAR, WIDTH_BAR, P_BAR = 0.8, 0.3, 0.9
 def variants() -> dict[str, tuple[dict, str]]:
     """name -> (the default priors changed: keys set (value) or removed (None), what the
     change is)."""
-    from qtrait.models.breeder import LEVEL_SHARE_PRIOR, SIGMA_TRAIT_PRIOR, V_MUT_SLAB_PRIOR
+    from qtrait.models.breeder import (LEVEL_SHARE_PRIOR, ONE_NOISE_PRIOR, SIGMA_TRAIT_PRIOR,
+                                       V_MUT_SLAB_PRIOR)
 
     return {"default": ({}, "the defaults"),
             "V_m scale 0.1": ({"v_mut_scale": 0.1}, "v_mut_scale = 0.1"),
@@ -57,7 +58,10 @@ def variants() -> dict[str, tuple[dict, str]]:
             "no shock, no first step": ({"gen_shock_sd": None, "first_step": None},
                                         "gen_shock_sd and first_step removed"),
             "spike at V_m = 0": (dict(V_MUT_SLAB_PRIOR), "breeder.V_MUT_SLAB_PRIOR"),
-            "noise per trait": (dict(SIGMA_TRAIT_PRIOR), "breeder.SIGMA_TRAIT_PRIOR")}
+            "noise per trait": (dict(SIGMA_TRAIT_PRIOR), "breeder.SIGMA_TRAIT_PRIOR"),
+            "one noise": ({"sigma_learn_pooled": None} | ONE_NOISE_PRIOR,
+                          "sigma_learn_pooled removed, breeder.ONE_NOISE_PRIOR: the default "
+                          "until 2026-12-07")}
 
 
 def spec_of(name: str):

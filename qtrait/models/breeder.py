@@ -101,18 +101,25 @@ overshoots and comes back. A forecast carries the last observed step into its fi
 generation. The default priors do not have the key (:data:`MOMENTUM_PRIOR` says why and
 holds the learned prior); without it, no momentum.
 
-Learning noise per trait. sigma_learn is one number per fit, yet traits differ in how far
-finetuning moves their means beyond what the map predicts: on the shipped run chain_w1
-the saturation means of all ten digits fall by 15 to 30 standard errors in generation 1,
-where the trait axes' means move by 1 to 7 (medians over the digits). With the prior
-key ``sigma_learn_trait`` each trait k has its own noise, shared by its cells in every
-concept and run:
+Learning noise per trait. Traits differ in how far finetuning moves their means beyond
+what the map predicts: on the shipped run chain_w1 the saturation means of all ten
+digits fall by 15 to 30 standard errors in generation 1, where the trait axes' means
+move by 1 to 7 (medians over the digits). So each trait k has its own noise, shared by
+its cells in every concept and run, pooled over the traits as V_m is over the cells
+(prior key ``sigma_learn_pooled``, scale s; :data:`SIGMA_POOLED_PRIOR`):
 
-    sigma_k ~ LogNormal(prior), independently per trait
+    sigma_k = S h_k,   S ~ HalfNormal(s),   h_k ~ HalfNormal(1)
 
-(``sigma_learn`` then has the dimension ``trait``, ordered as the traits first appear
-among the cells). The default priors do not have the key (:data:`SIGMA_TRAIT_PRIOR`
-says why); without it, one noise for all.
+(``sigma_learn_scale`` and ``sigma_learn_h``; ``sigma_learn``, their product, has the
+dimension ``trait``, ordered as the traits first appear among the cells; sampled so on
+fits of few cells, and as sigma_k ~ HalfNormal(S) on fits of many:
+:meth:`BreederSpec.noise_sampling`). The quiet traits inform the shared scale S
+together, so a fit from a few generations of similar traits keeps them near one small
+noise, while a loud trait gets a large h_k. Two alternatives,
+not defaults: with the prior key ``sigma_learn_trait`` the traits' noises are independent
+LogNormals (:data:`SIGMA_TRAIT_PRIOR` says why not; it takes precedence over the pooled
+key), and without either key one noise sigma_learn ~ HalfNormal(``sigma_learn``) serves
+every trait (:data:`ONE_NOISE_PRIOR`, the default until 2026-12-07).
 """
 
 from __future__ import annotations
@@ -133,7 +140,9 @@ DEFAULT_PRIORS = {
     "gamma_mu": (0.0, 0.2),                # Normal: exaggeration rate per generation
     "gamma_sd": 0.1,
     "v_mut_scale": 0.3,                    # HalfNormal scale of the population V_m scale
-    "sigma_learn": 0.1,                    # HalfNormal: learning noise on the mean
+    # HalfNormal scale s of the shared S of the learning noise on the mean, per trait
+    # sigma_k = S h_k (module docstring; learned: SIGMA_POOLED_PRIOR)
+    "sigma_learn_pooled": 0.33,
     "tau": 0.2,                            # HalfNormal: learning noise on log variance
     "intercept": (0.0, 0.5),               # Normal: beta = -gamma c without an uncond probe
     # LogNormal(mu, sigma) of the generation shock's SD and Normal(mean, sd) of the first
@@ -207,11 +216,27 @@ V_MUT_SLAB_PRIOR = {"v_mut_slab": (1.0, 1.0)}
 #: generations (benchmark results.md, "The learning noise per trait").
 SIGMA_TRAIT_PRIOR = {"sigma_learn_trait": (-1.52, 0.69)}
 
+#: The scale s of the pooled learning noise's shared S (module docstring, "Learning noise
+#: per trait"; in DEFAULT_PRIORS since 2026-12-07): the root mean square of the per-trait
+#: noises' posterior medians in the same seed-1 fits (analyses/benchmark/run.py
+#: trait_noise_pooled_prior; E sigma_k^2 = s^2 E h_k^2 = s^2 under the prior, so the
+#: prior's sigma_k has the fits' RMS). Against one noise, on seeds 2 and 3: the same
+#: forecasts from 3 generations, a higher held-out density from 3 and 4, a lower one from
+#: 2; the shipped runs' one-step PIT test no longer rejects (docs/models.md 4.1).
+SIGMA_POOLED_PRIOR = {"sigma_learn_pooled": DEFAULT_PRIORS["sigma_learn_pooled"]}
+
+#: One learning noise for every trait, HalfNormal with this scale: the default until
+#: 2026-12-07. To use it, drop ``sigma_learn_pooled`` from the priors and add this.
+ONE_NOISE_PRIOR = {"sigma_learn": 0.1}
+
 
 #: Cells from which the generation shocks are sampled centred (BreederSpec.
 #: generation_shocks): set between the layouts measured, not tuned. Centred, chain_042's
 #: fits (140 cells) took about 7% fewer leapfrog steps, with no clear change in how many
 #: fits converge; non-centred, the SBC's 3-cell fits diverged less (docs/models.md 4.1).
+#: The pooled learning noises use the same line (BreederSpec.noise_sampling): sampled as
+#: S h_k, chain_042's fit had a bulk ESS of 165, centred one of 579
+#: (analyses/adequacy/results.md).
 SHOCK_CENTRED_CELLS = 30
 
 
@@ -258,11 +283,18 @@ class BreederSpec(ModelSpec):
     name: str = "breeder"
     priors: dict = field(default_factory=lambda: dict(DEFAULT_PRIORS))
     #: scientific parameters reported by `qtrait fit`
-    reported = ("lambda", "gamma", "v_mut", "v_star", "share", "sigma_learn", "tau",
+    reported = ("lambda", "gamma", "v_mut", "v_star", "share", "sigma_learn",
+                "sigma_learn_scale", "tau",
                 "gen_shock_sd", "first_step", "mean_momentum", "mean_offset", "mean_offset_sd")
     #: population parameters of either parameterization (those of the other are absent)
     population = ("log_level_mu", "log_level_sd", "logit_share_mu", "logit_share_sd",
                   "log_lambda_mu", "log_lambda_sd", "gamma_mu", "gamma_sd", "v_mut_scale")
+
+    @property
+    def noise_per_trait(self) -> bool:
+        """Whether the learning noise has one value per trait (module docstring, "Learning
+        noise per trait"): the prior key ``sigma_learn_trait`` or ``sigma_learn_pooled``."""
+        return "sigma_learn_trait" in self.priors or "sigma_learn_pooled" in self.priors
 
     @property
     def has_shock(self) -> bool:
@@ -275,7 +307,7 @@ class BreederSpec(ModelSpec):
 
     def design_constants(self, cd: ChainData) -> tuple:
         out = (uncond_center(cd) is None,)
-        if "sigma_learn_trait" in self.priors:   # which trait each cell has: graph structure
+        if self.noise_per_trait:   # which trait each cell has: graph structure
             out += (tuple(cd.trait_index()),)
         return out
 
@@ -294,7 +326,7 @@ class BreederSpec(ModelSpec):
         c = super().coords(cd, lay)
         if self.has_shock:
             c["shock_generation"] = cd.generations[1:]
-        if "sigma_learn_trait" in self.priors:
+        if self.noise_per_trait:
             c["trait"] = cd.traits()
         return c
 
@@ -303,6 +335,18 @@ class BreederSpec(ModelSpec):
         least :data:`SHOCK_CENTRED_CELLS` cells, "non-centred" with fewer, "" without the
         prior key ``gen_shock_sd``."""
         if not self.has_shock:
+            return ""
+        return "centred" if cd.J >= SHOCK_CENTRED_CELLS else "non-centred"
+
+    def noise_sampling(self, cd: ChainData) -> str:
+        """How :meth:`learning_noise` samples the pooled noises sigma_k = S h_k on ``cd``:
+        "centred" (sigma_k ~ HalfNormal(S)) with at least :data:`SHOCK_CENTRED_CELLS`
+        cells, "non-centred" (S times h_k ~ HalfNormal(1)) with fewer, "" without the
+        prior key ``sigma_learn_pooled`` (or with ``sigma_learn_trait``, which takes
+        precedence). The same prior either way; as for the shocks, many cells pin each
+        trait's noise down, and S times h_k would have to trade S against every h_k
+        together (docs/models.md 4.1, "Learning noise per trait")."""
+        if "sigma_learn_pooled" not in self.priors or "sigma_learn_trait" in self.priors:
             return ""
         return "centred" if cd.J >= SHOCK_CENTRED_CELLS else "non-centred"
 
@@ -356,17 +400,26 @@ class BreederSpec(ModelSpec):
         return out
 
     def learning_noise(self, cd: ChainData):
-        """The learning noise on the mean (``sigma_learn``): one per fit, HalfNormal with
-        the prior's scale; with the prior key ``sigma_learn_trait`` one per trait, shared
-        by the trait's cells in every concept and run, each with that LogNormal prior
-        (module docstring, "Learning noise per trait"). Returns what multiplies each
-        cell's noise: a scalar, or a (J,) vector."""
+        """The learning noise on the mean (``sigma_learn``; module docstring, "Learning
+        noise per trait"): with the prior key ``sigma_learn_trait`` one per trait, shared
+        by the trait's cells in every concept and run, each with that LogNormal prior;
+        else with ``sigma_learn_pooled`` (the default) one per trait as a shared scale
+        times a trait's factor; else one per fit, HalfNormal(``sigma_learn``). Returns
+        what multiplies each cell's noise: a scalar, or a (J,) vector."""
         import pymc as pm
 
         p = self.priors
-        if "sigma_learn_trait" not in p:
+        if not self.noise_per_trait:
             return pm.HalfNormal("sigma_learn", p["sigma_learn"])
-        sigma = pm.LogNormal("sigma_learn", *p["sigma_learn_trait"], dims="trait")
+        if "sigma_learn_trait" not in p:
+            scale = pm.HalfNormal("sigma_learn_scale", p["sigma_learn_pooled"])
+            if self.noise_sampling(cd) == "centred":
+                sigma = pm.HalfNormal("sigma_learn", scale, dims="trait")
+            else:
+                h = pm.HalfNormal("sigma_learn_h", 1.0, dims="trait")
+                sigma = pm.Deterministic("sigma_learn", scale * h, dims="trait")
+        else:
+            sigma = pm.LogNormal("sigma_learn", *p["sigma_learn_trait"], dims="trait")
         return sigma[cd.trait_index()]
 
     def mean_offsets(self, gamma, center, level):

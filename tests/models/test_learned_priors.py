@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from qtrait.models.breeder import (DEFAULT_PRIORS, LEVEL_SHARE_PRIOR, MEAN_OFFSET_PRIOR,
-                                   MOMENTUM_PRIOR, SIGMA_TRAIT_PRIOR)
+                                   MOMENTUM_PRIOR, SIGMA_POOLED_PRIOR, SIGMA_TRAIT_PRIOR)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,10 +36,11 @@ LEARNED = {
     "log_level_sd": lambda b: b.levelshare_spread_prior()["log_level_sd"],
     "logit_share_sd": lambda b: b.levelshare_spread_prior()["logit_share_sd"],
     "sigma_learn_trait": lambda b: b.trait_noise_prior(),
+    "sigma_learn_pooled": lambda b: b.trait_noise_pooled_prior(),
 }
 #: every prior written in breeder.py, default or not
 WRITTEN = (DEFAULT_PRIORS | MEAN_OFFSET_PRIOR | MOMENTUM_PRIOR | LEVEL_SHARE_PRIOR
-           | SIGMA_TRAIT_PRIOR)
+           | SIGMA_TRAIT_PRIOR | SIGMA_POOLED_PRIOR)
 
 
 @pytest.mark.parametrize("key", sorted(LEARNED))
@@ -70,6 +71,8 @@ def test_models_md_states_what_the_learned_priors_give():
         f"median {np.exp(p['mean_offset_sd'][0]):.3f} generation-0 SDs",
         "median {:.2f} generation-0 SDs, 90% between {:.2f} and {:.2f}".format(
             *np.exp(nm + np.array([0, -z, z]) * ns)),
+        f"S ~ HalfNormal({p['sigma_learn_pooled']:.2f})",
+        f"| HalfNormal({p['sigma_learn_pooled']:.2f}) | learned on the seed-1 chains",
         f"L about {np.exp(lm):.2f}, r about {expit(am):.2f} (90% between "
         f"{expit(am - z * asd):.2f} and {expit(am + z * asd):.2f})",
     ]
