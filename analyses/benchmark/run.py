@@ -1379,13 +1379,19 @@ def shipped_diagnostics(rows: list[dict], terms: str, shocks: str) -> dict[str, 
 
 
 def shipped_sentence(term: str) -> str:
-    """What the default model with the optional ``term`` (a prior key, as the adequacy
-    records name models) does on the shipped runs against the default sampled the same
-    way (the shocks centred or not): divergences and fits passing the convergence rule
-    (analyses/adequacy/records.jsonl); "" without records."""
-    from adequacy.run import model_terms, records    # analyses/adequacy/run.py
+    """What the default model of its time (one learning noise: the variants with a
+    sentence were measured on it) with the optional ``term`` (a prior key, as the
+    adequacy records name models) does on the shipped runs against that default sampled
+    the same way (the shocks centred or not): divergences and fits passing the
+    convergence rule (analyses/adequacy/records.jsonl); "" without records."""
+    from dataclasses import replace
 
-    default, rows = model_terms(), records()   # the default, as the records name it
+    from adequacy.run import model_spec, model_terms, records    # analyses/adequacy/run.py
+
+    spec = model_spec()
+    one_noise = replace(spec, priors={k: v for k, v in spec.priors.items()
+                                      if k != "sigma_learn_pooled"})
+    default, rows = model_terms(one_noise), records()   # as the records name it
     mine = [r for r in rows if r["terms"] == f"{default}+{term}"]
     if not mine:
         return ""
