@@ -113,6 +113,13 @@ def check_runs(extra: str | None = None) -> None:
         print(f"{name}: {adq.verdict()} ({rec['seconds']:.0f} s)", flush=True)
 
 
+def sampling_label(r: dict) -> str:
+    """How a record's fit sampled its shocks and pooled noises, e.g. " (shocks centred,
+    noise centred)"; "" when it has neither."""
+    parts = [f"{k} {r[k]}" for k in ("shocks", "noise") if r[k]]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
 def report() -> None:
     rows = records()
     key = lambda r: (r["likelihood"], r["terms"], r["shocks"], r["noise"])  # noqa: E731
@@ -134,9 +141,7 @@ def report() -> None:
         m = sum(1 for p in a["ppc"] for _ in ("mean", "log_var"))
         out.append(
             f"| {r['likelihood']} | {r['terms']}"
-            + (f" (shocks {r['shocks']}" if r["shocks"] else "")
-            + (f", noise {r['noise']}" if r["noise"] else "")
-            + (")" if r["shocks"] else "") + f" | {r['run']} | {r['cells']} | {r['generations']} | {d['rhat_max']:.3f} | "
+            + sampling_label(r) + f" | {r['run']} | {r['cells']} | {r['generations']} | {d['rhat_max']:.3f} | "
             f"{d['ess_bulk_min']:.0f} | "
             f"{d['divergences']} | {'yes' if d['ok'] else 'NO'} | "
             f"{a['pit_test']['p_value']:.2g} | {a['coverage90']:.3f} "

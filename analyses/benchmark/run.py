@@ -1388,9 +1388,10 @@ def shipped_sentence(term: str) -> str:
 
     from adequacy.run import model_spec, model_terms, records    # analyses/adequacy/run.py
 
+    from qtrait.models.breeder import one_noise_priors
+
     spec = model_spec()
-    one_noise = replace(spec, priors={k: v for k, v in spec.priors.items()
-                                      if k != "sigma_learn_pooled"})
+    one_noise = replace(spec, priors=one_noise_priors(spec.priors))
     default, rows = model_terms(one_noise), records()   # as the records name it
     mine = [r for r in rows if r["terms"] == f"{default}+{term}"]
     if not mine:

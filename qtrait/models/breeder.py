@@ -226,8 +226,14 @@ SIGMA_TRAIT_PRIOR = {"sigma_learn_trait": (-1.52, 0.69)}
 SIGMA_POOLED_PRIOR = {"sigma_learn_pooled": DEFAULT_PRIORS["sigma_learn_pooled"]}
 
 #: One learning noise for every trait, HalfNormal with this scale: the default until
-#: 2026-12-07. To use it, drop ``sigma_learn_pooled`` from the priors and add this.
+#: 2026-12-07 (:func:`one_noise_priors` puts it in place of the pooled noise).
 ONE_NOISE_PRIOR = {"sigma_learn": 0.1}
+
+
+def one_noise_priors(priors: dict) -> dict:
+    """``priors`` with one learning noise for every trait (:data:`ONE_NOISE_PRIOR`) in
+    place of the pooled noise per trait."""
+    return {k: v for k, v in priors.items() if k != "sigma_learn_pooled"} | ONE_NOISE_PRIOR
 
 
 #: Cells from which the generation shocks are sampled centred (BreederSpec.
@@ -238,6 +244,12 @@ ONE_NOISE_PRIOR = {"sigma_learn": 0.1}
 #: S h_k, chain_042's fit had a bulk ESS of 165, centred one of 579
 #: (analyses/adequacy/results.md).
 SHOCK_CENTRED_CELLS = 30
+
+
+def cell_sampling(cd: ChainData) -> str:
+    """"centred" on fits of at least :data:`SHOCK_CENTRED_CELLS` cells, else
+    "non-centred": how the shocks and the pooled noises are sampled on ``cd``."""
+    return "centred" if cd.J >= SHOCK_CENTRED_CELLS else "non-centred"
 
 
 def set_mean(cd: ChainData, set_name: str, upto: int | None = None) -> np.ndarray:
@@ -336,7 +348,7 @@ class BreederSpec(ModelSpec):
         prior key ``gen_shock_sd``."""
         if not self.has_shock:
             return ""
-        return "centred" if cd.J >= SHOCK_CENTRED_CELLS else "non-centred"
+        return cell_sampling(cd)
 
     def noise_sampling(self, cd: ChainData) -> str:
         """How :meth:`learning_noise` samples the pooled noises sigma_k = S h_k on ``cd``:
@@ -348,7 +360,7 @@ class BreederSpec(ModelSpec):
         together (docs/models.md 4.1, "Learning noise per trait")."""
         if "sigma_learn_pooled" not in self.priors or "sigma_learn_trait" in self.priors:
             return ""
-        return "centred" if cd.J >= SHOCK_CENTRED_CELLS else "non-centred"
+        return cell_sampling(cd)
 
     def generation_shocks(self, cd: ChainData):
         """(e, mean): the shocks e_t of generations 1.. (a deterministic ``gen_shock``)

@@ -23,16 +23,14 @@ import numpy as np
 
 from ..errors import QtraitError
 from .breeder import DEFAULT_PRIORS as BREEDER_PRIORS
-from .breeder import ONE_NOISE_PRIOR, BreederSpec
+from .breeder import BreederSpec, one_noise_priors
 from .data import ChainData
 
-DEFAULT_PRIORS = dict(BREEDER_PRIORS)
+DEFAULT_PRIORS = one_noise_priors(BREEDER_PRIORS)
 # no generation shock nor first step, and one learning noise for every trait, not one per
 # trait (breeder's module docstring) in hier yet: its leave-future-out and SBC have not
 # been rerun with them, and without the prior keys the map has neither
 del DEFAULT_PRIORS["gen_shock_sd"], DEFAULT_PRIORS["first_step"]
-del DEFAULT_PRIORS["sigma_learn_pooled"]
-DEFAULT_PRIORS.update(ONE_NOISE_PRIOR)
 DEFAULT_PRIORS.update({
     "coef": 0.5,            # Normal(0, .) per design coefficient (per unit of a centred
                             # covariate: per unit of w for cfg_scale, per 1.0 of p_drop)

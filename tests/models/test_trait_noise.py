@@ -13,7 +13,7 @@ import pytest
 
 from qtrait.fit import SamplerSettings, fit
 from qtrait.models import chain_data, fit_data, get_spec
-from qtrait.models.breeder import ONE_NOISE_PRIOR, SIGMA_POOLED_PRIOR, SIGMA_TRAIT_PRIOR
+from qtrait.models.breeder import SIGMA_POOLED_PRIOR, SIGMA_TRAIT_PRIOR, one_noise_priors
 from qtrait.rundir import open_run
 from qtrait.simulate import TraitTruth, write_simulated_run
 
@@ -44,8 +44,7 @@ def with_key(prior=None):
 def one_noise():
     """The breeder with one learning noise for every trait (the default until 2026-12-07)."""
     spec = get_spec("breeder")
-    pri = {k: v for k, v in spec.priors.items() if k != "sigma_learn_pooled"}
-    return replace(spec, priors=pri | ONE_NOISE_PRIOR)
+    return replace(spec, priors=one_noise_priors(spec.priors))
 
 
 def test_the_key_gives_one_noise_per_trait(tmp_path):
@@ -85,7 +84,6 @@ def test_the_pooled_key_is_a_shared_scale_times_a_factor_per_trait(tmp_path, mon
 
     cd = chain_data([fit_data(open_run(write_simulated_run(tmp_path / "r", chain(0))))])
     pooled = get_spec("breeder")
-    assert pooled.priors["sigma_learn_pooled"] == SIGMA_POOLED_PRIOR["sigma_learn_pooled"]
     # 9 cells: sampled as S h_k; from SHOCK_CENTRED_CELLS cells as sigma_k ~ HalfNormal(S)
     assert pooled.noise_sampling(cd) == "non-centred"
     monkeypatch.setattr(breeder, "SHOCK_CENTRED_CELLS", 1 if centred else cd.J + 1)
@@ -132,7 +130,8 @@ def test_forecasts_draw_each_traits_own_noise(tmp_path):
 @pytest.mark.parametrize("prior", [WIDE, SIGMA_POOLED_PRIOR], ids=["independent", "pooled"])
 def test_breeder_recovers_each_traits_noise(tmp_path, prior):
     # two chains of 3 concepts x 3 traits, noises 0.02, 0.02 and 0.3, fitted with
-    # independent noises under a wide prior, or pooled under the learned scale: each trait's 90% interval covers its truth (rescaled by the generation-0 SD
+    # independent noises under a wide prior, or pooled under the learned scale: each
+    # trait's 90% interval covers its truth (rescaled by the generation-0 SD
     # the fit standardises by, averaged over concepts: their SDs, from 200 images each,
     # differ by about 5%) in at least 5 of 6 (trait, chain) pairs (P(X <= 4) = 0.11 for
     # X ~ Binomial(6, 0.9)), and the noisy trait's interval lies above both quiet ones'
