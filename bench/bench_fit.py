@@ -8,7 +8,7 @@ images, probes of 125 + 125). For each model (``breeder``, ``tilt``; ``exact`` w
 ``--with-exact``), one fresh Python process:
 
 1. cold: imports qtrait, opens the run and fits it with the default ``SamplerSettings``
-   (nutpie, 4 chains x 1,000 draws after 1,000 tuning, target accept 0.9): compilation
+   (nutpie, 4 chains x 1,500 draws after 500 tuning, target accept 0.9): compilation
    included. PyTensor's and numba's disk caches are whatever this machine holds unless
    ``--cold-caches`` points them at empty folders;
 2. warm: fits the same run again with another seed in the same process: the compiled
@@ -35,7 +35,9 @@ Same structure and priors (per trait: V_t = lambda s2_{t-1} + V_m,
 mu_t = c + (1 + gamma)(zbar_{t-1} - c), log lambda, gamma and V_m partially pooled over the
 traits, c the unconditional probes' mean), but a likelihood over every guided image of
 generations 1..9, y ~ Normal(mu_t, sqrt(V_t)) (9 x 1,000 x 16 = 144,000 observations),
-sampled by ``pm.sample`` (PyMC's NUTS, C backend) with the same settings and cores=2.
+sampled by ``pm.sample`` (PyMC's NUTS, C backend), 4 chains x 1,000 draws after 1,000
+tuning (the breeder's defaults until 2026-12-07: the same 2,000 iterations a chain),
+target accept 0.9, cores=2.
 ``--naive-tune`` and ``--naive-draws`` shorten it (for a quick look): its sampling time is
 then scaled to 1,000 + 1,000 per chain in proportion to leapfrog steps (gradient
 evaluations dominate), each phase by its own steps per iteration, and the output says so.
@@ -62,6 +64,8 @@ import tempfile
 from pathlib import Path
 
 from _measure import ROOT, measure  # noqa: E402  (bench/ is on sys.path when run as a script)
+
+from qtrait import sampler_defaults as defaults
 
 MAKE_RUN = """
 import numpy as np
@@ -339,8 +343,9 @@ def describe_run(args, run: str) -> str:
 
 
 def report(args, run: str, results: dict, overhead: dict, naive: dict | None) -> None:
-    print(f"run: {describe_run(args, run)}\nsampler: nutpie, 4 chains x 1000 draws after "
-          f"1000 tuning, target accept 0.9")
+    print(f"run: {describe_run(args, run)}\nsampler: nutpie, {defaults.CHAINS} chains x "
+          f"{defaults.DRAWS} draws after {defaults.TUNE} tuning, target accept "
+          f"{defaults.TARGET_ACCEPT} (qtrait's defaults)")
     print("disk caches (PyTensor compiledir, numba): "
           + ("empty (--cold-caches)" if args.cold_caches else "as found on this machine")
           + (f"; best of {args.repeats} runs" if args.repeats > 1 else "") + "\n")

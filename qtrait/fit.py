@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from . import sampler_defaults as defaults
 from .models import chain_data, fit_data, get_spec
 from .models.base import LIKELIHOOD_VERSION
 from .rundir import Run
@@ -41,16 +42,16 @@ def default_sampler() -> str:
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """Defaults: 4 chains x 1,000 draws after 1,000 tuning steps, target accept 0.9,
-    seed 0, sampler nutpie (PyMC's NUTS with ``sampler="pymc"``). ``cores``: the chains
-    sampled at once (default: min(chains, 2), this project's 2-core machines; 1 in each
-    worker of a parallel backtest). It does not change the draws, so it is not part of
-    the fit's config hash."""
+    """Defaults (:mod:`qtrait.sampler_defaults`, which says why): 4 chains x 1,500 draws
+    after 500 tuning steps, target accept 0.9, seed 0, sampler nutpie (PyMC's NUTS with
+    ``sampler="pymc"``). ``cores``: the chains sampled at once (default: min(chains, 2),
+    this project's 2-core machines; 1 in each worker of a parallel backtest). It does not
+    change the draws, so it is not part of the fit's config hash."""
 
-    chains: int = 4
-    draws: int = 1000
-    tune: int = 1000
-    target_accept: float = 0.9
+    chains: int = defaults.CHAINS
+    draws: int = defaults.DRAWS
+    tune: int = defaults.TUNE
+    target_accept: float = defaults.TARGET_ACCEPT
     seed: int = 0
     sampler: str = field(default_factory=default_sampler)
     cores: int | None = None

@@ -10,10 +10,11 @@ generations 0..t, t >= 2; the per-generation posterior predictive check). Record
 records.jsonl (one line per run; a rerun skips runs already recorded), the table to
 results.md with the machine and the time each check took. Records carry the
 likelihood's version (``LIKELIHOOD_VERSION``) and the model's optional terms
-(:func:`model_terms`) and how it samples its generation shocks and its pooled learning
-noises (``BreederSpec.shock_sampling``, ``BreederSpec.noise_sampling``); a run is checked
-again under a new likelihood, new terms or a new sampling, and the table shows every
-version, newest first.
+(:func:`model_terms`), how it samples its generation shocks, its pooled learning noises
+and its first step (``BreederSpec.shock_sampling``, ``noise_sampling``,
+``first_step_sampling``) and the sampler's chains, draws and tuning steps; a run is
+checked again under a new likelihood, new terms, a new sampling or new sampler defaults,
+and the table shows every version, newest first.
 """
 
 from __future__ import annotations
@@ -76,7 +77,13 @@ def records() -> list[dict]:
                  "shocks": r.get("shocks", "non-centred" if "gen_shock_sd" in
                                  r.get("terms", "") else ""),
                  "noise": r.get("noise", "non-centred" if "sigma_learn_pooled" in
-                                r.get("terms", "") else "")} for r in rows]
+                                r.get("terms", "") else ""),
+                 # and before 2026-12-07's second change sampled the first step plainly,
+                 # 1,000 draws after 1,000 tuning steps
+                 "first_step": r.get("first_step", "plain" if "first_step" in
+                                     r.get("terms", "") else ""),
+                 "sampler": r.get("sampler", {"chains": 4, "draws": 1000, "tune": 1000})}
+            for r in rows]
 
 
 def check_runs(extra: str | None = None) -> None:
@@ -88,20 +95,24 @@ def check_runs(extra: str | None = None) -> None:
 
     spec = model_spec(extra)
     terms = model_terms(spec)
-    done = {(r["run"], r["shocks"], r["noise"]) for r in records()
-            if r["likelihood"] == LIKELIHOOD_VERSION and r["terms"] == terms}
     settings = SamplerSettings()
+    sampler = {"chains": settings.chains, "draws": settings.draws, "tune": settings.tune}
+    done = {(r["run"], r["shocks"], r["noise"], r["first_step"]) for r in records()
+            if r["likelihood"] == LIKELIHOOD_VERSION and r["terms"] == terms
+            and r["sampler"] == sampler}
     for name in RUNS:
         run = open_run(ROOT / "data" / "runs" / name)
         cd = chain_data([fit_data(run)])
         shocks, noise = spec.shock_sampling(cd), spec.noise_sampling(cd)
-        if (name, shocks, noise) in done:
+        first = spec.first_step_sampling(cd)
+        if (name, shocks, noise, first) in done:
             continue
         t0 = time.perf_counter()
         full = fit(run, MODEL, settings, save=False, spec=spec)
         t_fit = time.perf_counter() - t0
         adq = check(run, MODEL, settings, full=full, spec=spec)
         rec = {"run": name, "model": MODEL, "terms": terms, "shocks": shocks, "noise": noise,
+               "first_step": first, "sampler": sampler,
                "likelihood": LIKELIHOOD_VERSION,
                "cells": full.data.J,
                "generations": full.data.G, "diagnostics": full.diagnostics,
@@ -114,19 +125,22 @@ def check_runs(extra: str | None = None) -> None:
 
 
 def sampling_label(r: dict) -> str:
-    """How a record's fit sampled its shocks and pooled noises, e.g. " (shocks centred,
-    noise centred)"; "" when it has neither."""
-    parts = [f"{k} {r[k]}" for k in ("shocks", "noise") if r[k]]
-    return f" ({', '.join(parts)})" if parts else ""
+    """How a record's fit sampled its shocks, pooled noises and first step, and how long,
+    e.g. " (shocks centred, noise centred, first step shifted; 4 x 1500 after 500)"."""
+    parts = [f"{k.replace('_', ' ')} {r[k]}" for k in ("shocks", "noise", "first_step")
+             if r[k]]
+    s = r["sampler"]
+    return f" ({', '.join(parts)}; {s['chains']} x {s['draws']} after {s['tune']})"
 
 
 def report() -> None:
     rows = records()
-    key = lambda r: (r["likelihood"], r["terms"], r["shocks"], r["noise"])  # noqa: E731
+    key = lambda r: (r["likelihood"], r["terms"], sampling_label(r))  # noqa: E731
     groups = list(dict.fromkeys(map(key, rows)))[::-1]
     rows = sorted(rows, key=lambda r: groups.index(key(r)))
     out = ["# Adequacy of the default model on the shipped real runs", "",
-           f"Model `{MODEL}`, default settings (4 chains x 1,000 draws), every trait; the "
+           f"Model `{MODEL}`, default settings of their day (the model column says which: "
+           "chains x draws after tuning steps), every trait; the "
            "one-step PIT from exact refits on generations 0..t (t >= 2) and the "
            "per-generation posterior predictive check (docs/models.md section 11). "
            "Generated by `python analyses/adequacy/run.py`.", "",

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import sampler_defaults as defaults
 from ..errors import QtraitError
 from ..models.data import likelihood_line, likelihood_summary
 from .common import GENERATIONS_HELP, JSON_HELP, parse_generations, print_json
@@ -123,8 +124,9 @@ def fit_cmd(
                                       "or to fit each in turn)."),
     model: Model = "breeder",
     generations: Optional[str] = typer.Option(None, "--generations", help=GENERATIONS_HELP),
-    chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
-    target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
+    chains: Chains = defaults.CHAINS, draws: Draws = defaults.DRAWS, tune: Tune = defaults.TUNE,
+    target_accept: TargetAccept = defaults.TARGET_ACCEPT, seed: Seed = 0,
+    sampler: SamplerOpt = None,
     compare: bool = typer.Option(False, "--compare", help="Fit every model that applies and "
                                  "compare them by PSIS-LOO and leave-future-out."),
     models: Optional[str] = typer.Option(None, "--models", help="With --compare: the models "
@@ -232,8 +234,9 @@ def predict_cmd(
     from_generations: FromGenerations = 3,
     model: Model = "breeder",
     q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50, alpha: Alpha = 0.05,
-    chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
-    target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
+    chains: Chains = defaults.CHAINS, draws: Draws = defaults.DRAWS, tune: Tune = defaults.TUNE,
+    target_accept: TargetAccept = defaults.TARGET_ACCEPT, seed: Seed = 0,
+    sampler: SamplerOpt = None,
     traits: Traits = None, concepts: Concepts = None,
     json_out: Json = False, strict: Strict = False,
 ) -> None:
@@ -298,8 +301,9 @@ def backtest_cmd(
                                          help="K, or several: 2,3,5."),
     model: Model = "breeder",
     q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50, alpha: Alpha = 0.05,
-    chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
-    target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
+    chains: Chains = defaults.CHAINS, draws: Draws = defaults.DRAWS, tune: Tune = defaults.TUNE,
+    target_accept: TargetAccept = defaults.TARGET_ACCEPT, seed: Seed = 0,
+    sampler: SamplerOpt = None,
     traits: Traits = None, concepts: Concepts = None,
     baselines: Optional[str] = typer.Option(None, "--baselines", help="Comma-separated "
                                             "baselines (default: all of persistence, "
@@ -394,8 +398,9 @@ def compare_cmd(
                                "from --h2, no mutation; seconds) or 'fitted' (h2 and V_m "
                                "from a tilt/exact fit of the baseline, rho from the "
                                "mitigated run's; can take long on a large run)."),
-    chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
-    target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
+    chains: Chains = defaults.CHAINS, draws: Draws = defaults.DRAWS, tune: Tune = defaults.TUNE,
+    target_accept: TargetAccept = defaults.TARGET_ACCEPT, seed: Seed = 0,
+    sampler: SamplerOpt = None,
     traits: Traits = None, concepts: Concepts = None,
     json_out: Json = False,
 ) -> None:

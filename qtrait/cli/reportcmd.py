@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .. import sampler_defaults as defaults
 from ..errors import QtraitError
 from .fitcmd import (Chains, Draws, FromGenerations, SamplerOpt, Seed, TargetAccept, Tune,
                      settings_of)
@@ -97,8 +98,9 @@ def report_cmd(
                                         "check (default: measured from the probes by the "
                                         "ReDiFine check, else by a tilt/exact fit)."),
     q: Q = 0.5, d: D = 2.0, r: R = 0.5, t_max: TMax = 50,
-    chains: Chains = 4, draws: Draws = 1000, tune: Tune = 1000,
-    target_accept: TargetAccept = 0.9, seed: Seed = 0, sampler: SamplerOpt = None,
+    chains: Chains = defaults.CHAINS, draws: Draws = defaults.DRAWS, tune: Tune = defaults.TUNE,
+    target_accept: TargetAccept = defaults.TARGET_ACCEPT, seed: Seed = 0,
+    sampler: SamplerOpt = None,
     traits: Traits = None, concepts: Concepts = None,
     adequacy: bool = typer.Option(True, "--adequacy/--no-adequacy", help="Check that "
                                   "--model describes the run (one-step PIT by refits, "

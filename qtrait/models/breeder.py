@@ -362,6 +362,18 @@ class BreederSpec(ModelSpec):
             return ""
         return cell_sampling(cd)
 
+    def first_step_sampling(self, cd: ChainData) -> str:
+        """How :meth:`generation_log_steps` samples the first step's factor d1 on ``cd``:
+        "shifted" (``first_step_shifted`` = d1 + the shock's deviation of generation 1)
+        with the generation shock on fits of at least :data:`SHOCK_CENTRED_CELLS` cells,
+        whose data pin that sum; "plain" with fewer cells (where the data barely inform
+        the shocks, and in the SBC's 3-cell fits shifted sampling left more fits above
+        R-hat 1.01: docs/models.md 4.1) or without the shock; "" without the prior key
+        ``first_step`` or a generation 1."""
+        if "first_step" not in self.priors or cd.G < 2:
+            return ""
+        return "shifted" if self.has_shock and cell_sampling(cd) == "centred" else "plain"
+
     def generation_shocks(self, cd: ChainData):
         """(e, mean): the shocks e_t of generations 1.. (a deterministic ``gen_shock``)
         and their mean, or (None, None) without the prior key.
@@ -395,10 +407,17 @@ class BreederSpec(ModelSpec):
                                          dims="shock_generation") if n > 1 else pt.zeros(1))
         return pm.Deterministic("gen_shock", mean + dev, dims="shock_generation"), mean
 
-    def generation_log_steps(self, cd: ChainData, shocks):
+    def generation_log_steps(self, cd: ChainData, shocks, shock_mean=None):
         """Per row (generation), what multiplies every cell's V_t on the log scale: the
-        generation shocks (rows 1..) and the first step's own factor (row 1, with the
-        prior ``first_step``); None when the model has neither."""
+        generation shocks (rows 1..; ``shock_mean`` their mean) and the first step's own
+        factor d1 (row 1, with the prior ``first_step``); None when the model has neither.
+
+        With the shocks, row 1 is e-bar + dev_1 + d1, and the data pin dev_1 + d1 (e-bar
+        cancels: :meth:`cell_parameters`), while dev_1 and d1 trade along that sum (a
+        posterior correlation of -0.95 on chain_042 sampled plainly). So d1 is sampled
+        shifted (:meth:`first_step_sampling`): ``first_step_shifted`` ~ Normal(loc +
+        dev_1, sd), and d1 is it less dev_1: given the shocks a shift, so the same prior
+        and posterior (docs/models.md 4.1, "How the first step is sampled")."""
         import pymc as pm
         import pytensor.tensor as pt
 
@@ -406,8 +425,15 @@ class BreederSpec(ModelSpec):
             return None
         out = (pt.concatenate([pt.zeros(1), shocks]) if shocks is not None
                else pt.zeros(cd.G))
-        if "first_step" in self.priors and cd.G > 1:
-            d1 = pm.Normal("first_step", *self.priors["first_step"])
+        how = self.first_step_sampling(cd)
+        if how:
+            loc, sd = self.priors["first_step"]
+            if how == "plain":
+                d1 = pm.Normal("first_step", loc, sd)
+            else:
+                dev1 = shocks[0] - shock_mean
+                d1 = pm.Deterministic("first_step", pm.Normal(
+                    "first_step_shifted", loc + dev1, sd) - dev1)
             out = pt.set_subtensor(out[1], out[1] + d1)
         return out
 
@@ -559,7 +585,7 @@ class BreederSpec(ModelSpec):
             # row 0 (generation 0, the real data) is not modelled: the layout never reads it
             inherited = lam * D["prev_var"]
             V = inherited + v_mut
-            log_step = self.generation_log_steps(cd, shocks)
+            log_step = self.generation_log_steps(cd, shocks, shock_mean)
             if log_step is not None:
                 step = pt.exp(log_step)[:, None]
                 V, inherited = V * step, inherited * step

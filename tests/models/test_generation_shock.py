@@ -86,7 +86,15 @@ def test_without_the_prior_key_the_model_has_no_shock(tmp_path):
     assert {"gen_shock_sd", "gen_shock_mean_z", "gen_shock_dev_z"} <= set(with_shock.named_vars)
     assert "gen_shock_sd" not in without.named_vars
     assert "first_step" in with_shock.named_vars
+    # the first step sampled plainly on a few cells (shifted by generation 1's shock only
+    # with SHOCK_CENTRED_CELLS or more: test_the_shifted_parameterisation_keeps_the_priors)
+    # and without the shock
+    for model in (with_shock, without):
+        assert {v.name for v in model.free_RVs} & {"first_step", "first_step_shifted"} == {
+            "first_step"}
     no_first = replace(spec, priors={k: v for k, v in priors.items() if k != "first_step"})
+    assert (spec.first_step_sampling(cd), replace(spec, priors=priors).first_step_sampling(
+        cd), no_first.first_step_sampling(cd)) == ("plain", "plain", "")
     assert "first_step" not in no_first.build(cd).named_vars
     assert not {"gen_shock_sd", "first_step"} & set(get_spec("hier").priors)
 
@@ -122,7 +130,9 @@ def test_the_shifted_parameterisation_keeps_the_priors(tmp_path, monkeypatch, ce
     # the shock's mean is sampled apart from its deviations, and lambda's location and
     # V_m's scale are sampled shifted by it (BreederSpec.cell_parameters), the shocks
     # centred or not by the number of cells (BreederSpec.generation_shocks; both ways
-    # here, on the same run): the model's priors must be the stated ones. 4000 prior
+    # here, on the same run), and the first step's factor shifted by generation 1's shock
+    # when they are centred (BreederSpec.generation_log_steps): the model's priors must be
+    # the stated ones. 4000 prior
     # draws: log_lambda_mu ~ Normal(log 0.8, 0.5) and v_mut_scale ~ HalfNormal(0.3) by
     # Kolmogorov-Smirnov (p > 0.001), and the shocks e_t / sigma_gen iid standard
     # normal: variance 1 and lag-1 correlation 0 within 0.06 (the SE of each over
@@ -138,6 +148,9 @@ def test_the_shifted_parameterisation_keeps_the_priors(tmp_path, monkeypatch, ce
     model = spec.build(cd)
     assert ("gen_shock_dev" in model.named_vars) == centred
     assert ("gen_shock_dev_z" in model.named_vars) != centred
+    # d1 sampled shifted by dev_1 with the shocks centred (many cells), else plainly
+    assert ("first_step_shifted" in model.named_vars) == centred
+    assert spec.first_step_sampling(cd) == ("shifted" if centred else "plain")
     names = ["log_lambda_mu", "v_mut_scale", "gen_shock", "gen_shock_sd", "first_step"]
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the likelihood (a Potential) is ignored: right here
@@ -150,5 +163,9 @@ def test_the_shifted_parameterisation_keeps_the_priors(tmp_path, monkeypatch, ce
                         spec.priors["first_step"]).pvalue > 1e-3
     z = (prior["gen_shock"] / prior["gen_shock_sd"]).values.reshape(4000, -1)
     assert z.shape[1] == 5
+    # and d1 independent of the shocks a priori (sampled shifted by dev_1, it would
+    # carry -dev_1 if the shift were not taken back out): correlation 0 within 0.06
+    d1 = prior["first_step"].values.ravel()
+    assert abs(np.corrcoef(d1, prior["gen_shock"].values.reshape(4000, -1)[:, 0])[0, 1]) < 0.06
     assert abs(z.var() - 1.0) < 0.06
     assert abs(np.corrcoef(z[:, :-1].ravel(), z[:, 1:].ravel())[0, 1]) < 0.06
