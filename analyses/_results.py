@@ -6,6 +6,7 @@ hand-written discussion below it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 MARKER = "<!-- hand-written discussion below: kept when run.py rewrites this file -->"
@@ -17,3 +18,9 @@ def write_results(folder: Path, text: str) -> None:
     old = path.read_text() if path.exists() else ""
     tail = old[old.index(MARKER):] if MARKER in old else MARKER + "\n"
     path.write_text(text + "\n" + tail)
+
+
+def read_records(path: Path) -> list[dict]:
+    """The records of a JSON-lines file (one object per line), [] when it does not exist."""
+    return ([json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+            if path.exists() else [])

@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
-from _results import write_results  # noqa: E402
+from _results import read_records, write_results  # noqa: E402
 
 RECORDS = HERE / "records.jsonl"
 RUNS = ("chain_042", "chain_042_redifine", "chain_w1", "chain_w3")
@@ -68,8 +68,7 @@ def model_terms(spec=None) -> str:
 
 
 def records() -> list[dict]:
-    rows = [json.loads(x) for x in RECORDS.read_text().splitlines()] if RECORDS.exists() \
-        else []
+    rows = read_records(RECORDS)
     # records written before the shocks' (the pooled noises') sampling was recorded sampled
     # them non-centred
     return [r | {"likelihood": r.get("likelihood", OLD_LIKELIHOOD),

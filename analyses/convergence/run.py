@@ -35,8 +35,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(HERE.parent))
-from _results import write_results  # noqa: E402
+from _results import read_records, write_results  # noqa: E402
 
+from qtrait import sampler_defaults as defaults  # noqa: E402
 from qtrait.models.breeder import BreederSpec  # noqa: E402
 
 RECORDS = HERE / "records.jsonl"
@@ -45,7 +46,7 @@ SEEDS = (0, 1, 2)
 #: name -> (first step sampled shifted, draws, tune)
 SAMPLINGS = {"until 2026-12-07": (False, 1000, 1000),
              "first step shifted": (True, 1000, 1000),
-             "default": (True, None, None)}
+             "default": (True, defaults.DRAWS, defaults.TUNE)}
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,6 @@ class PlainFirstStep(BreederSpec):
 
     def first_step_sampling(self, cd) -> str:
         return "plain" if super().first_step_sampling(cd) else ""
-
-
-def records() -> list[dict]:
-    return ([json.loads(x) for x in RECORDS.read_text().splitlines()]
-            if RECORDS.exists() else [])
 
 
 def slowest(idata, free: list[str]) -> dict:
@@ -84,7 +80,7 @@ def fit_all() -> None:
     from qtrait.models import get_spec
     from qtrait.rundir import open_run
 
-    done = {(r["sampling"], r["run"], r["seed"]) for r in records()}
+    done = {(r["sampling"], r["run"], r["seed"]) for r in read_records(RECORDS)}
     compiled = set()   # the specs whose model this process has compiled
     for name, (shifted, draws, tune) in SAMPLINGS.items():
         spec = get_spec("breeder") if shifted else PlainFirstStep()
@@ -93,9 +89,7 @@ def fit_all() -> None:
             for seed in SEEDS:
                 if (name, run_name, seed) in done:
                     continue
-                base = SamplerSettings(seed=seed)
-                settings = SamplerSettings(seed=seed, draws=draws or base.draws,
-                                           tune=tune or base.tune)
+                settings = SamplerSettings(seed=seed, draws=draws, tune=tune)
                 t0 = time.perf_counter()
                 res = fit(run, "breeder", settings, save=False, spec=spec)
                 seconds = time.perf_counter() - t0
@@ -119,7 +113,7 @@ def fit_all() -> None:
 
 
 def report() -> None:
-    rows = records()
+    rows = read_records(RECORDS)
     out = ["# Convergence of the default breeder on the shipped runs", "",
            "Each shipped real run on all generations and traits, fitted at seeds 0, 1 and 2 "
            "under three samplings of the same model (module docstring of "

@@ -407,7 +407,7 @@ class BreederSpec(ModelSpec):
                                          dims="shock_generation") if n > 1 else pt.zeros(1))
         return pm.Deterministic("gen_shock", mean + dev, dims="shock_generation"), mean
 
-    def generation_log_steps(self, cd: ChainData, shocks, shock_mean=None):
+    def generation_log_steps(self, cd: ChainData, shocks, shock_mean):
         """Per row (generation), what multiplies every cell's V_t on the log scale: the
         generation shocks (rows 1..; ``shock_mean`` their mean) and the first step's own
         factor d1 (row 1, with the prior ``first_step``); None when the model has neither.
