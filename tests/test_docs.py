@@ -424,3 +424,21 @@ def test_link_check_catches_mistakes(tmp_path):
                     "```\n[no](block.md)\n```\n[web](https://example.org) ![i](f.png)\n")
     assert relative_links(page) == [(3, "#a-b-heading"), (3, "missing.md"), (7, "f.png")]
     assert _anchors(page) == {"a-b-heading"}
+
+
+def test_cli_docs_show_the_sampler_defaults():
+    # the synopses' [--draws N] and the option table's rows show qtrait.sampler_defaults
+    # (cli.md said 1,000 after 1,000 for a day after the defaults moved): every such
+    # mention is checked, and at least one synopsis per fitting command and the table row
+    # of each option must be found, so a reworded page cannot pass by matching nothing
+    from qtrait import sampler_defaults as d
+
+    text = (ROOT / "docs" / "cli.md").read_text("utf-8")
+    want = {"--chains": d.CHAINS, "--draws": d.DRAWS, "--tune": d.TUNE,
+            "--target-accept": d.TARGET_ACCEPT}
+    for opt, value in want.items():
+        shown = re.findall(rf"\[{opt} ([0-9.]+)\]", text)
+        rows = re.findall(rf"^\| `{opt} [A-Z]+` \| `([0-9.]+)` \|", text, re.M)
+        assert len(shown) >= 4 and len(rows) >= 1, (opt, shown, rows)
+        wrong = [v for v in shown + rows if float(v) != value]
+        assert not wrong, f"docs/cli.md shows {opt} {wrong}; the default is {value}"
