@@ -45,7 +45,10 @@ TERMS = ("gen_shock_sd", "first_step", "mean_momentum", "mean_offset_sd", "log_l
 #: ``--with`` NAME: the breeder's optional prior keys added to the defaults
 EXTRA = {"momentum": "MOMENTUM_PRIOR", "offset": "MEAN_OFFSET_PRIOR",
          "level_share": "LEVEL_SHARE_PRIOR", "spike": "V_MUT_SLAB_PRIOR",
-         "trait_noise": "SIGMA_TRAIT_PRIOR"}
+         "trait_noise": "SIGMA_TRAIT_PRIOR", "lambda_spread": "LAMBDA_SPREAD_PRIOR"}
+#: how records name the LogNormal prior of log lambda's spread (a tuple on the key
+#: ``log_lambda_sd``, which every model has: breeder.LAMBDA_SPREAD_PRIOR)
+LOGNORMAL_SPREAD = "log_lambda_sd~lognormal"
 
 
 def model_spec(extra: str | None = None):
@@ -64,7 +67,10 @@ def model_terms(spec=None) -> str:
     """The model's name and the optional terms its priors switch on, as records name it:
     e.g. ``breeder+gen_shock_sd+first_step`` (``spec``: the default model when None)."""
     spec = spec or model_spec()
-    return "+".join([MODEL] + [k for k in TERMS if k in spec.priors])
+    terms = [k for k in TERMS if k in spec.priors]
+    if isinstance(spec.priors.get("log_lambda_sd"), (tuple, list)):
+        terms.append(LOGNORMAL_SPREAD)
+    return "+".join([MODEL] + terms)
 
 
 def records() -> list[dict]:

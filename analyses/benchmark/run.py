@@ -14,6 +14,7 @@ Steps, each resumable (records in ``*.jsonl`` beside this file):
     python analyses/benchmark/run.py offset      # the mean offset's size, seed 1
     python analyses/benchmark/run.py momentum    # the mean map's momentum, seed 1
     python analyses/benchmark/run.py levelshare  # lambda and V_m as level and share, seed 1
+    python analyses/benchmark/run.py spread      # log lambda's spread over cells, seed 1
     python analyses/benchmark/run.py report      # results.md, figures, docs tables
 
 * ``pilot``: the run horizon (docs/theory.md 3.1) of every seed-1 pilot chain in
@@ -40,6 +41,8 @@ Steps, each resumable (records in ``*.jsonl`` beside this file):
 * ``levelshare``: the same with lambda and V_m sampled as level and share (breeder.py,
   "Level and share") under wide priors, from which their priors are set
   (``levelshare.jsonl``; not a default);
+* ``spread``: the default breeder on the same chains with a wide LogNormal prior on the
+  spread of log lambda over the cells, from which its prior is set (``spread.jsonl``);
 * ``report``: the tables of results.md (scores over seeds 2 and 3 by K and method, all and
   non-trivial chains, converged and all fits, paired differences bootstrapped by design).
 """
@@ -395,8 +398,13 @@ def adequacy_one(name: str) -> dict:
     a = adq.to_dict()
     a.pop("ppc")
     return {"chain": name, "design": design, "seed": seed, "model": f["model"],
+            "sampler": {"chains": settings.chains, "draws": settings.draws,
+                        "tune": settings.tune},
+            "first_step": full.spec.first_step_sampling(full.data),
             "diagnostics": full.diagnostics, "adequacy": a,
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "seconds": round(time.perf_counter() - t0, 1),
+            "machine": f"{os.uname().machine}, {os.cpu_count()} cores",
+            "date": time.strftime("%Y-%m-%d")}
 
 
 def per_chain(one, names: list[str], path: Path, jobs: int, show) -> None:
@@ -452,6 +460,7 @@ def adequacy_table(seeds=(2, 3), path: Path = ADEQUACY, which: str = "",
             "checks it (docs/models.md section 11: one-step PITs from exact refits, "
             "Rao-Scott F test clustered by generation; one-step 90% coverage; "
             "per-generation posterior predictive check). "
+            + sampler_sentence(recs)
             + (f"All {len(recs)} chains are checked." if len(recs) == 16 * len(seeds) else
                f"The step resumes: {len(recs)} of {16 * len(seeds)} chains of "
                f"{'that seed' if len(seeds) == 1 else 'those seeds'} are checked so far."),
@@ -464,6 +473,20 @@ def adequacy_table(seeds=(2, 3), path: Path = ADEQUACY, which: str = "",
             f"[{cov.min():.3f}, {cov.max():.3f}] | "
             f"{sum(bool(r['adequacy']['ppc_ok']) for r in recs)} | {conv} |"] + \
         (adequacy_pairs(recs, *before) if before else [])
+
+
+def sampler_sentence(recs: list[dict]) -> str:
+    """How the records' fits sampled, when they all say so alike (records from 2026-12-07
+    on); "" otherwise."""
+    from qtrait import sampler_defaults as d
+
+    said = {json.dumps([r.get("sampler"), r.get("first_step")]) for r in recs}
+    if len(said) != 1 or "sampler" not in recs[0]:
+        return ""
+    s, first = recs[0]["sampler"], recs[0]["first_step"]
+    return (f"Sampled as the backtest samples: {s['chains']} chains x {s['draws']} draws "
+            f"after {s['tune']} tuning steps (`qtrait fit`'s defaults: {d.CHAINS} x "
+            f"{d.DRAWS} after {d.TUNE}), the first step {first or 'absent'}. ")
 
 
 def adequacy_pairs(recs: list[dict], path: Path, name: str) -> list[str]:
@@ -658,6 +681,41 @@ def offset_prior() -> tuple[float, float]:
     """The LogNormal prior of the mean offset's SD from the seed-1 fits of ``offset``
     (:func:`learned_prior`)."""
     return learned_prior(OFFSET, "log_sd_mean", "log_sd_sd")
+
+
+LAMBDA_SPREAD = HERE / "spread.jsonl"
+#: the prior of log lambda's spread over cells in the seed-1 fits of ``spread``:
+#: LogNormal(log 0.1, 1.5), 90% of its mass between 0.0085 and 1.2 (the default until
+#: 2026-12-07 was HalfNormal(0.3), whose mass reaches 0 where the per-cell lambdas funnel)
+LAMBDA_SPREAD_WIDE_PRIOR = (float(np.log(0.1)), 1.5)
+
+
+def spread_one(name: str) -> dict:
+    """The default breeder with a wide LogNormal prior on the spread of log lambda over
+    the cells (``log_lambda_sd``) on all of one chain's generations (trait axes): its
+    posterior, and lambda's and V_m's medians."""
+    res, design, seed, seconds = seed1_fit(name, {"log_lambda_sd": LAMBDA_SPREAD_WIDE_PRIOR})
+    post = res.idata.posterior
+    sd = post["log_lambda_sd"].values.ravel()
+    return {"chain": name, "design": design, "seed": seed, "prior": list(LAMBDA_SPREAD_WIDE_PRIOR),
+            "sd_quantiles": q90(sd),
+            "log_sd_mean": round(float(np.log(sd).mean()), 4),
+            "log_sd_sd": round(float(np.log(sd).std()), 4),
+            "lambda_median": round(float(np.median(post["lambda"].values)), 4),
+            "v_mut_median": round(float(np.median(post["v_mut"].values)), 4),
+            "diagnostics": res.diagnostics, "seconds": seconds}
+
+
+def spread(jobs: int = 2) -> None:
+    """:func:`spread_one` for every seed-1 chain not yet in spread.jsonl."""
+    seed1_step(spread_one, LAMBDA_SPREAD, jobs, quantile_show("log lambda spread", "sd_quantiles",
+                                                       ".3f"))
+
+
+def spread_prior() -> tuple[float, float]:
+    """The LogNormal prior of log lambda's spread over cells from the seed-1 fits of
+    ``spread`` (:func:`learned_prior`)."""
+    return learned_prior(LAMBDA_SPREAD, "log_sd_mean", "log_sd_sd")
 
 
 LEVELSHARE = HERE / "levelshare.jsonl"
@@ -868,7 +926,8 @@ def report() -> None:
                 k_table(), q_d_table(), shock_fits_table(), shock_table(),
                 first_step_table(), centred_table(), momentum_fits_table(), momentum_table(),
                 offset_fits_table(), offset_table(), trait_noise_fits_table(),
-                trait_noise_table(), pooled_noise_table(), levelshare_fits_table(),
+                trait_noise_table(), pooled_noise_table(), spread_fits_table(),
+                levelshare_fits_table(),
                 levelshare_table(), spike_table(), priors_table(),
                 adequacy_table(before=(ADEQUACY_ONE_NOISE, "with one learning noise")),
                 adequacy_table(path=ADEQUACY_ONE_NOISE,
@@ -1460,6 +1519,64 @@ def offset_fits_table() -> list[str]:
     return out
 
 
+def spread_fits_table() -> list[str]:
+    """The seed-1 fits that set the LogNormal prior of log lambda's spread (spread.jsonl),
+    and what that prior does on the shipped runs (analyses/adequacy/records.jsonl)."""
+    recs = _records(LAMBDA_SPREAD, by_chain=True)
+    if not recs:
+        return []
+    m, sd = spread_prior()
+    lo, hi = np.exp(m - 1.645 * sd), np.exp(m + 1.645 * sd)
+    out = ["## The spread of log lambda on the seed-1 chains", "",
+           "The default breeder with a wide LogNormal prior on the spread of log lambda over "
+           f"the cells (LogNormal({LAMBDA_SPREAD_WIDE_PRIOR[0]:.2f}, "
+           f"{LAMBDA_SPREAD_WIDE_PRIOR[1]}); the default is HalfNormal(0.3)), step `spread`, "
+           "on all 16 generations of each seed-1 chain (trait axes): the spread's posterior "
+           "median and 90% interval, and lambda's and V_m's medians over the cells. The "
+           f"prior from these (breeder.LAMBDA_SPREAD_PRIOR; not a default): LogNormal({m:.2f},"
+           f" {sd:.2f}), median {np.exp(m):.3f}, 90% between {lo:.4f} and {hi:.2f}. "
+           f"{fits_verdict(recs)}.", ""]
+    out += shipped_spread_lines() + [
+        "| chain | spread median | 90% interval | lambda median | V_m median | fit passes "
+        "its diagnostics |", "|---|---|---|---|---|---|"]
+    for r in recs:
+        q = r["sd_quantiles"]
+        out.append(f"| {r['chain']} | {q['q50']:.3f} | [{q['q05']:.3f}, {q['q95']:.3f}] | "
+                   f"{r['lambda_median']:.2f} | {r['v_mut_median']:.2f} | "
+                   f"{'yes' if r['diagnostics']['ok'] else 'no'} |")
+    return out
+
+
+def shipped_spread_lines() -> list[str]:
+    """The shipped runs fitted with breeder.LAMBDA_SPREAD_PRIOR against the default fitted
+    the same way (analyses/adequacy/records.jsonl, the newest record of each): a table,
+    or nothing without records."""
+    from adequacy.run import LOGNORMAL_SPREAD, model_terms, records, sampling_label
+
+    default = model_terms()
+    rows = records()
+    variant = [r for r in rows if r["terms"] == f"{default}+{LOGNORMAL_SPREAD}"]
+    if not variant:
+        return []
+    label = sampling_label(variant[-1])
+    base = {r["run"]: r for r in rows if r["terms"] == default and sampling_label(r) == label}
+    new = {r["run"]: r for r in variant if sampling_label(r) == label}
+    runs = [r for r in new if r in base]
+    out = ["On the shipped runs (all generations, seed 0; analyses/adequacy/results.md, model "
+           f"`...+{LOGNORMAL_SPREAD}`), against the default sampled the same way"
+           f"{label}:", "", "| run | R-hat max | bulk ESS min | divergences | passes | "
+           "default: R-hat max | bulk ESS min | divergences | passes |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        cells = []
+        for rec in (new[run], base[run]):
+            d = rec["diagnostics"]
+            cells += [f"{d['rhat_max']:.3f}", f"{d['ess_bulk_min']:.0f}",
+                      str(d["divergences"]), "yes" if d["ok"] else "no"]
+        out.append(f"| {run} | " + " | ".join(cells) + " |")
+    return out + [""]
+
+
 def trait_noise_fits_table() -> list[str]:
     """The seed-1 fits that set the per-trait learning noise's prior (trait_noise.jsonl)."""
     recs = _records(TRAIT_NOISE, by_chain=True)
@@ -1647,7 +1764,8 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("step", choices=("pilot", "nochange", "statespace", "backtest", "k1",
                                      "zeroshot", "priors", "adequacy", "shock", "offset",
-                                     "momentum", "levelshare", "trait_noise", "report"))
+                                     "momentum", "levelshare", "trait_noise", "spread",
+                                     "report"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "benchmark"))
     ap.add_argument("--seeds", default="2,3")
     ap.add_argument("--k", default="2,3,5")
@@ -1695,6 +1813,11 @@ def main(argv=None) -> None:
             print(f"prior of {key} from seed 1: Normal({m:.3f}, {sd:.3f})")
         for key, scale in levelshare_spread_prior().items():
             print(f"prior of {key} from seed 1: HalfNormal({scale:.3f})")
+    elif a.step == "spread":
+        spread(a.jobs)
+        m, sd = spread_prior()
+        print(f"prior of log lambda's spread over cells from seed 1: LogNormal(mu = {m:.3f} "
+              f"(median {np.exp(m):.3f}), sigma = {sd:.3f})")
     elif a.step == "trait_noise":
         trait_noise(a.jobs)
         print("prior of each trait's learning noise from seed 1: LogNormal({:.3f}, {:.3f})"

@@ -331,14 +331,16 @@ def first_row(G: int) -> np.ndarray:
 
 def pooled(name: str, loc_prior: tuple, sd_scale: float, dims: str = "cell",
            group_loc=None):
-    """Non-centred partial pooling: name = loc + sd * z, z ~ N(0, 1) per cell.
+    """Non-centred partial pooling: name = loc + sd * z, z ~ N(0, 1) per cell, with sd ~
+    HalfNormal(``sd_scale``), or LogNormal(*``sd_scale``) when it is a (mu, sigma) pair.
 
     ``group_loc`` replaces the population location by a per-cell tensor (the
     hierarchical model's regression on the design)."""
     import pymc as pm
 
     loc = pm.Normal(f"{name}_mu", *loc_prior) if group_loc is None else group_loc
-    sd = pm.HalfNormal(f"{name}_sd", sd_scale)
+    sd = (pm.LogNormal(f"{name}_sd", *sd_scale) if isinstance(sd_scale, (tuple, list))
+          else pm.HalfNormal(f"{name}_sd", sd_scale))
     z = pm.Normal(f"{name}_z", 0.0, 1.0, dims=dims)
     return loc + sd * z
 

@@ -188,6 +188,17 @@ LEVEL_SHARE_PRIOR = {"log_level_mu": (-0.38, 0.18), "log_level_sd": 0.11,
                      "logit_share_mu": (2.63, 1.33), "logit_share_sd": 0.76}
 
 
+#: A LogNormal(mu, sigma) prior in place of the default HalfNormal(0.3) on log lambda's
+#: spread over the cells (not a default), learned on the benchmark's seed-1 chains
+#: (analyses/benchmark/run.py spread: a wide LogNormal, all 16 generations of 16 designs;
+#: posterior medians 0.011 to 0.25, about 0.02-0.06 in 11 designs and about 0.2 in the
+#: low-guidance ones; centre and spread computed as the shock's): median exp(-3.16) =
+#: 0.042. Tried as a boundary-avoiding prior for chain_w1, whose default fits fail the
+#: convergence rule on that spread; it made them worse (more divergent transitions:
+#: docs/models.md 7, benchmark results.md, "The spread of log lambda on the seed-1
+#: chains"). A tuple on ``log_lambda_sd`` is a LogNormal (:func:`~qtrait.models.base.pooled`).
+LAMBDA_SPREAD_PRIOR = {"log_lambda_sd": (-3.16, 1.24)}
+
 #: The prior key that switches on the spike at V_m = 0 (module docstring, "A spike at
 #: V_m = 0"; not a default): Beta(a, b) of the share of cells whose V_m is not 0, uniform
 #: (not learned on the benchmark's seed-1 chains). It meets the textbook Replace chains'
