@@ -1165,6 +1165,18 @@ def scores_table(seeds=(2, 3)) -> list[str]:
     return out
 
 
+def median_interval(q: dict) -> str:
+    """Table cells "median | [5%, 95%]" of a record's :func:`q90` quantiles."""
+    return f"{q['q50']:.3f} | [{q['q05']:.3f}, {q['q95']:.3f}]"
+
+
+def chain_rows(recs: list[dict], cells) -> list[str]:
+    """One table row per seed-1 fit: the chain, ``cells(record)`` (the middle columns) and
+    whether the fit passes its diagnostics."""
+    return [f"| {r['chain']} | {cells(r)} | {'yes' if r['diagnostics']['ok'] else 'no'} |"
+            for r in recs]
+
+
 def fits_verdict(recs: list[dict]) -> str:
     """How many of the seed-1 fits ``recs`` fail their diagnostics, and how badly."""
     diags = [r["diagnostics"] for r in recs]
@@ -1202,7 +1214,7 @@ def shock_fits_table() -> list[str]:
     for r in recs:
         q, e, f = r["sd_quantiles"], np.array(r["shock_median"]), r["first_quantiles"]
         lag = np.corrcoef(e[1:-1], e[2:])[0, 1]
-        out.append(f"| {r['chain']} | {q['q50']:.3f} | [{q['q05']:.3f}, {q['q95']:.3f}] | "
+        out.append(f"| {r['chain']} | {median_interval(q)} | "
                    f"{f['q50']:+.2f} | [{f['q05']:+.2f}, {f['q95']:+.2f}] | "
                    f"{e[0]:+.2f} | {lag:.2f} | {'yes' if r['diagnostics']['ok'] else 'no'} |")
     return out
@@ -1511,12 +1523,8 @@ def offset_fits_table() -> list[str]:
            f"{sd:.2f}), median {np.exp(m):.3f}. {fits_verdict(recs)}.", "",
            "| chain | s median | 90% interval | largest abs. offset | fit passes its "
            "diagnostics |", "|---|---|---|---|---|"]
-    for r in recs:
-        q = r["sd_quantiles"]
-        out.append(f"| {r['chain']} | {q['q50']:.3f} | [{q['q05']:.3f}, {q['q95']:.3f}] | "
-                   f"{np.max(np.abs(r['offset_median'])):.3f} | "
-                   f"{'yes' if r['diagnostics']['ok'] else 'no'} |")
-    return out
+    return out + chain_rows(recs, lambda r: f"{median_interval(r['sd_quantiles'])} | "
+                            f"{np.max(np.abs(r['offset_median'])):.3f}")
 
 
 def spread_fits_table() -> list[str]:
@@ -1539,12 +1547,8 @@ def spread_fits_table() -> list[str]:
     out += shipped_spread_lines() + [
         "| chain | spread median | 90% interval | lambda median | V_m median | fit passes "
         "its diagnostics |", "|---|---|---|---|---|---|"]
-    for r in recs:
-        q = r["sd_quantiles"]
-        out.append(f"| {r['chain']} | {q['q50']:.3f} | [{q['q05']:.3f}, {q['q95']:.3f}] | "
-                   f"{r['lambda_median']:.2f} | {r['v_mut_median']:.2f} | "
-                   f"{'yes' if r['diagnostics']['ok'] else 'no'} |")
-    return out
+    return out + chain_rows(recs, lambda r: f"{median_interval(r['sd_quantiles'])} | "
+                            f"{r['lambda_median']:.2f} | {r['v_mut_median']:.2f}")
 
 
 def shipped_spread_lines() -> list[str]:
