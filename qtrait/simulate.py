@@ -81,6 +81,9 @@ class ChainTruth:
     #: every cell's learned variance (breeder: its guided variance), shared by all cells
     #: (qtrait.models.breeder: one finetuning run makes a whole generation)
     shock_sd: float = 0.0
+    #: SD of the mean shock: one Normal draw per generation and trait added to the
+    #: trait's learned mean in every concept (qtrait.models.breeder, "Mean shock")
+    mean_shock_sd: float = 0.0
     #: log factor on every cell's learned variance in generation 1 only (breeder: the
     #: first finetuning's own step, qtrait.models.breeder)
     first_step: float = 0.0
@@ -98,6 +101,8 @@ class ChainTruth:
             raise ValueError("images must be >= 2 (a variance needs two values)")
         if not self.shock_sd >= 0:
             raise ValueError("shock_sd must be >= 0")
+        if not self.mean_shock_sd >= 0:
+            raise ValueError("mean_shock_sd must be >= 0")
         if self.breeder_probe and (self.model != "breeder" or self.probe_uncond < 2):
             raise ValueError("breeder_probe needs model 'breeder' and probe_uncond >= 2")
         for n in (self.probe_w1, self.probe_uncond):
@@ -196,6 +201,9 @@ def simulate_tables(truth: ChainTruth) -> tuple[list[dict[str, pd.DataFrame]], d
                      learn[1] * rng.standard_normal((C, K)))
             if truth.shock_sd > 0:   # drawn only then: shock-free chains keep their draws
                 noise = (noise[0], noise[1] + truth.shock_sd * rng.standard_normal())
+            if truth.mean_shock_sd > 0:   # one per trait, shared by the concepts
+                noise = (noise[0] + truth.mean_shock_sd * rng.standard_normal((1, K)),
+                         noise[1])
             if g == 1 and truth.first_step:
                 noise = (noise[0], noise[1] + truth.first_step)
             r = generation_step(obs_mean, obs_var, prev_learned, g0, params, noise)

@@ -15,6 +15,7 @@ Steps, each resumable (records in ``*.jsonl`` beside this file):
     python analyses/benchmark/run.py momentum    # the mean map's momentum, seed 1
     python analyses/benchmark/run.py levelshare  # lambda and V_m as level and share, seed 1
     python analyses/benchmark/run.py spread      # log lambda's spread over cells, seed 1
+    python analyses/benchmark/run.py mean_shock  # the mean shock's size, seed 1
     python analyses/benchmark/run.py report      # results.md, figures, docs tables
 
 * ``pilot``: the run horizon (docs/theory.md 3.1) of every seed-1 pilot chain in
@@ -43,6 +44,9 @@ Steps, each resumable (records in ``*.jsonl`` beside this file):
   (``levelshare.jsonl``; not a default);
 * ``spread``: the default breeder on the same chains with a wide LogNormal prior on the
   spread of log lambda over the cells, from which its prior is set (``spread.jsonl``);
+* ``mean_shock``: the default breeder on the same chains with the mean shock (breeder.py,
+  "Mean shock") under a wide prior on its SD, from which its prior is set
+  (``mean_shock.jsonl``; not a default);
 * ``report``: the tables of results.md (scores over seeds 2 and 3 by K and method, all and
   non-trivial chains, converged and all fits, paired differences bootstrapped by design).
 """
@@ -690,20 +694,26 @@ LAMBDA_SPREAD = HERE / "spread.jsonl"
 LAMBDA_SPREAD_WIDE_PRIOR = (float(np.log(0.1)), 1.5)
 
 
+def sd_fit(name: str, key: str, wide: tuple[float, float]) -> tuple[dict, object]:
+    """A seed-1 fit (:func:`seed1_fit`) with the LogNormal prior ``wide`` on the SD
+    ``key``: (the record of that SD's posterior, the posterior), the record's fields as
+    :func:`learned_prior` reads them."""
+    res, design, seed, seconds = seed1_fit(name, {key: wide})
+    post = res.idata.posterior
+    sd = post[key].values.ravel()
+    return ({"chain": name, "design": design, "seed": seed, "prior": list(wide),
+             "sd_quantiles": q90(sd), "log_sd_mean": round(float(np.log(sd).mean()), 4),
+             "log_sd_sd": round(float(np.log(sd).std()), 4),
+             "diagnostics": res.diagnostics, "seconds": seconds}, post)
+
+
 def spread_one(name: str) -> dict:
     """The default breeder with a wide LogNormal prior on the spread of log lambda over
     the cells (``log_lambda_sd``) on all of one chain's generations (trait axes): its
     posterior, and lambda's and V_m's medians."""
-    res, design, seed, seconds = seed1_fit(name, {"log_lambda_sd": LAMBDA_SPREAD_WIDE_PRIOR})
-    post = res.idata.posterior
-    sd = post["log_lambda_sd"].values.ravel()
-    return {"chain": name, "design": design, "seed": seed, "prior": list(LAMBDA_SPREAD_WIDE_PRIOR),
-            "sd_quantiles": q90(sd),
-            "log_sd_mean": round(float(np.log(sd).mean()), 4),
-            "log_sd_sd": round(float(np.log(sd).std()), 4),
-            "lambda_median": round(float(np.median(post["lambda"].values)), 4),
-            "v_mut_median": round(float(np.median(post["v_mut"].values)), 4),
-            "diagnostics": res.diagnostics, "seconds": seconds}
+    rec, post = sd_fit(name, "log_lambda_sd", LAMBDA_SPREAD_WIDE_PRIOR)
+    return rec | {"lambda_median": round(float(np.median(post["lambda"].values)), 4),
+                  "v_mut_median": round(float(np.median(post["v_mut"].values)), 4)}
 
 
 def spread(jobs: int = 2) -> None:
@@ -716,6 +726,33 @@ def spread_prior() -> tuple[float, float]:
     """The LogNormal prior of log lambda's spread over cells from the seed-1 fits of
     ``spread`` (:func:`learned_prior`)."""
     return learned_prior(LAMBDA_SPREAD, "log_sd_mean", "log_sd_sd")
+
+
+MEAN_SHOCK = HERE / "mean_shock.jsonl"
+#: the prior of the mean shock's SD in the seed-1 fits of ``mean_shock``: LogNormal(log
+#: 0.1, 1.5), 90% of its mass between 0.0085 and 1.2 generation-0 SDs
+MEAN_SHOCK_WIDE_PRIOR = (float(np.log(0.1)), 1.5)
+
+
+def mean_shock_one(name: str) -> dict:
+    """The default breeder with the mean shock (breeder docstring, "Mean shock") under a
+    wide prior on its SD, on all of one chain's generations (trait axes): the SD's
+    posterior, and the learning noises' median beside it."""
+    rec, post = sd_fit(name, "mean_shock_sd", MEAN_SHOCK_WIDE_PRIOR)
+    return rec | {"sigma_learn_median": round(float(np.median(post["sigma_learn"].values)),
+                                              4)}
+
+
+def mean_shock(jobs: int = 2) -> None:
+    """:func:`mean_shock_one` for every seed-1 chain not yet in mean_shock.jsonl."""
+    seed1_step(mean_shock_one, MEAN_SHOCK, jobs, quantile_show("mean shock SD",
+                                                               "sd_quantiles", ".3f"))
+
+
+def mean_shock_prior() -> tuple[float, float]:
+    """The LogNormal prior of the mean shock's SD from the seed-1 fits of ``mean_shock``
+    (:func:`learned_prior`)."""
+    return learned_prior(MEAN_SHOCK, "log_sd_mean", "log_sd_sd")
 
 
 LEVELSHARE = HERE / "levelshare.jsonl"
@@ -927,6 +964,7 @@ def report() -> None:
                 first_step_table(), centred_table(), momentum_fits_table(), momentum_table(),
                 offset_fits_table(), offset_table(), trait_noise_fits_table(),
                 trait_noise_table(), pooled_noise_table(), spread_fits_table(),
+                mean_shock_fits_table(),
                 levelshare_fits_table(),
                 levelshare_table(), spike_table(), priors_table(),
                 adequacy_table(before=(ADEQUACY_ONE_NOISE, "with one learning noise")),
@@ -1527,56 +1565,92 @@ def offset_fits_table() -> list[str]:
                             f"{np.max(np.abs(r['offset_median'])):.3f}")
 
 
+def lognormal_text(m: float, sd: float, low: str) -> str:
+    """"LogNormal(m, sd), median .., 90% between .. and .." (the lower bound in format
+    ``low``)."""
+    lo, hi = np.exp(m - 1.645 * sd), np.exp(m + 1.645 * sd)
+    return (f"LogNormal({m:.2f}, {sd:.2f}), median {np.exp(m):.3f}, 90% between "
+            f"{lo:{low}} and {hi:.2f}")
+
+
 def spread_fits_table() -> list[str]:
     """The seed-1 fits that set the LogNormal prior of log lambda's spread (spread.jsonl),
     and what that prior does on the shipped runs (analyses/adequacy/records.jsonl)."""
+    from adequacy.run import LOGNORMAL_SPREAD
+
     recs = _records(LAMBDA_SPREAD, by_chain=True)
     if not recs:
         return []
-    m, sd = spread_prior()
-    lo, hi = np.exp(m - 1.645 * sd), np.exp(m + 1.645 * sd)
     out = ["## The spread of log lambda on the seed-1 chains", "",
            "The default breeder with a wide LogNormal prior on the spread of log lambda over "
            f"the cells (LogNormal({LAMBDA_SPREAD_WIDE_PRIOR[0]:.2f}, "
            f"{LAMBDA_SPREAD_WIDE_PRIOR[1]}); the default is HalfNormal(0.3)), step `spread`, "
            "on all 16 generations of each seed-1 chain (trait axes): the spread's posterior "
            "median and 90% interval, and lambda's and V_m's medians over the cells. The "
-           f"prior from these (breeder.LAMBDA_SPREAD_PRIOR; not a default): LogNormal({m:.2f},"
-           f" {sd:.2f}), median {np.exp(m):.3f}, 90% between {lo:.4f} and {hi:.2f}. "
-           f"{fits_verdict(recs)}.", ""]
-    out += shipped_spread_lines() + [
+           "prior from these (breeder.LAMBDA_SPREAD_PRIOR; not a default): "
+           f"{lognormal_text(*spread_prior(), '.4f')}. {fits_verdict(recs)}.", ""]
+    out += shipped_variant_lines(LOGNORMAL_SPREAD, "the LogNormal spread") + [
         "| chain | spread median | 90% interval | lambda median | V_m median | fit passes "
         "its diagnostics |", "|---|---|---|---|---|---|"]
     return out + chain_rows(recs, lambda r: f"{median_interval(r['sd_quantiles'])} | "
                             f"{r['lambda_median']:.2f} | {r['v_mut_median']:.2f}")
 
 
-def shipped_spread_lines() -> list[str]:
-    """The shipped runs fitted with breeder.LAMBDA_SPREAD_PRIOR against the default fitted
-    the same way (analyses/adequacy/records.jsonl, the newest record of each): a table,
-    or nothing without records."""
-    from adequacy.run import LOGNORMAL_SPREAD, model_terms, records, sampling_label
+def mean_shock_fits_table() -> list[str]:
+    """The seed-1 fits that set the mean shock's prior (mean_shock.jsonl), and what it
+    does on the shipped runs (analyses/adequacy/records.jsonl)."""
+    recs = _records(MEAN_SHOCK, by_chain=True)
+    if not recs:
+        return []
+    out = ["## The mean shock on the seed-1 chains", "",
+           "The default breeder with one shock a generation and trait on the means of the "
+           "trait's cells in every concept (docs/models.md 4.1, \"Mean shock\"), under a "
+           f"wide prior on its SD (LogNormal({MEAN_SHOCK_WIDE_PRIOR[0]:.2f}, "
+           f"{MEAN_SHOCK_WIDE_PRIOR[1]})), step `mean_shock`, on all 16 generations of each "
+           "seed-1 chain (trait axes): the SD's posterior median and 90% interval, and the "
+           "learning noises' median beside it (generation-0 SDs). The prior from these "
+           "(breeder.MEAN_SHOCK_PRIOR; not a default): "
+           f"{lognormal_text(*mean_shock_prior(), '.3f')}. {fits_verdict(recs)}.", ""]
+    out += shipped_variant_lines("mean_shock_sd", "the mean shock") + [
+        "| chain | SD median | 90% interval | learning noise median | fit passes its "
+        "diagnostics |", "|---|---|---|---|---|"]
+    return out + chain_rows(recs, lambda r: f"{median_interval(r['sd_quantiles'])} | "
+                            f"{r['sigma_learn_median']:.3f}")
+
+
+def shipped_variant_lines(term: str, name: str) -> list[str]:
+    """The shipped runs fitted with the default plus the optional ``term`` (as the
+    adequacy records name it; ``name`` says what it is) against the default fitted the
+    same way (analyses/adequacy/records.jsonl, the newest record of each): a table of
+    their diagnostics and adequacy, or nothing without records."""
+    from adequacy.run import model_terms, records, sampling_label
 
     default = model_terms()
     rows = records()
-    variant = [r for r in rows if r["terms"] == f"{default}+{LOGNORMAL_SPREAD}"]
+    variant = [r for r in rows if r["terms"] == f"{default}+{term}"]
     if not variant:
         return []
     label = sampling_label(variant[-1])
     base = {r["run"]: r for r in rows if r["terms"] == default and sampling_label(r) == label}
     new = {r["run"]: r for r in variant if sampling_label(r) == label}
     runs = [r for r in new if r in base]
-    out = ["On the shipped runs (all generations, seed 0; analyses/adequacy/results.md, model "
-           f"`...+{LOGNORMAL_SPREAD}`), against the default sampled the same way"
-           f"{label}:", "", "| run | R-hat max | bulk ESS min | divergences | passes | "
-           "default: R-hat max | bulk ESS min | divergences | passes |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [f"On the shipped runs (all generations, seed 0; analyses/adequacy/results.md, model "
+           f"`...+{term}`), {name} against the default sampled the same way{label}: "
+           "diagnostics, the one-step PIT test's p, the one-step 90% coverage and how many "
+           "generations' cell-averaged mean fails its posterior predictive check (p below "
+           "0.01 over the number of checks).", "",
+           "| run | R-hat max | bulk ESS min | divergences | PIT p | coverage | mean PPC "
+           "failures | default: R-hat max | bulk ESS min | divergences | PIT p | coverage | "
+           "mean PPC failures |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         cells = []
         for rec in (new[run], base[run]):
-            d = rec["diagnostics"]
+            d, a = rec["diagnostics"], rec["adequacy"]
+            m = 2 * len(a["ppc"])
             cells += [f"{d['rhat_max']:.3f}", f"{d['ess_bulk_min']:.0f}",
-                      str(d["divergences"]), "yes" if d["ok"] else "no"]
+                      str(d["divergences"]), f"{a['pit_test']['p_value']:.2g}",
+                      f"{a['coverage90']:.3f}",
+                      str(sum(g["mean"]["p"] < 0.01 / m for g in a["ppc"]))]
         out.append(f"| {run} | " + " | ".join(cells) + " |")
     return out + [""]
 
@@ -1764,12 +1838,19 @@ def k_figure(path: Path, seeds=(2, 3)) -> None:
     plt.close(fig)
 
 
+def show_lognormal(what: str, prior: tuple[float, float]) -> None:
+    """Print a LogNormal prior learned from seed 1 (a step's last line)."""
+    m, sd = prior
+    print(f"prior of {what} from seed 1: LogNormal(mu = {m:.3f} (median {np.exp(m):.3f}), "
+          f"sigma = {sd:.3f})")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("step", choices=("pilot", "nochange", "statespace", "backtest", "k1",
                                      "zeroshot", "priors", "adequacy", "shock", "offset",
                                      "momentum", "levelshare", "trait_noise", "spread",
-                                     "report"))
+                                     "mean_shock", "report"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "benchmark"))
     ap.add_argument("--seeds", default="2,3")
     ap.add_argument("--k", default="2,3,5")
@@ -1797,16 +1878,12 @@ def main(argv=None) -> None:
         adequacy([int(x) for x in a.seeds.split(",")], a.jobs)
     elif a.step == "shock":
         shock(a.jobs)
-        m, sd = shock_prior()
-        print(f"prior of the shock's SD from seed 1: LogNormal(mu = {m:.3f} "
-              f"(median {np.exp(m):.3f}), sigma = {sd:.3f})")
+        show_lognormal("the shock's SD", shock_prior())
         print("prior of the first step's log factor from seed 1: Normal({:.3f}, {:.3f})"
               .format(*first_prior()))
     elif a.step == "offset":
         offset(a.jobs)
-        m, sd = offset_prior()
-        print(f"prior of the mean offset's SD from seed 1: LogNormal(mu = {m:.3f} "
-              f"(median {np.exp(m):.3f}), sigma = {sd:.3f})")
+        show_lognormal("the mean offset's SD", offset_prior())
     elif a.step == "momentum":
         momentum(a.jobs)
         print("prior of the mean map's momentum from seed 1: Normal({:.3f}, {:.3f})"
@@ -1819,9 +1896,10 @@ def main(argv=None) -> None:
             print(f"prior of {key} from seed 1: HalfNormal({scale:.3f})")
     elif a.step == "spread":
         spread(a.jobs)
-        m, sd = spread_prior()
-        print(f"prior of log lambda's spread over cells from seed 1: LogNormal(mu = {m:.3f} "
-              f"(median {np.exp(m):.3f}), sigma = {sd:.3f})")
+        show_lognormal("log lambda's spread over cells", spread_prior())
+    elif a.step == "mean_shock":
+        mean_shock(a.jobs)
+        show_lognormal("the mean shock's SD", mean_shock_prior())
     elif a.step == "trait_noise":
         trait_noise(a.jobs)
         print("prior of each trait's learning noise from seed 1: LogNormal({:.3f}, {:.3f})"

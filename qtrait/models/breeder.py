@@ -120,6 +120,19 @@ not defaults: with the prior key ``sigma_learn_trait`` the traits' noises are in
 LogNormals (:data:`SIGMA_TRAIT_PRIOR` says why not; it takes precedence over the pooled
 key), and without either key one noise sigma_learn ~ HalfNormal(``sigma_learn``) serves
 every trait (:data:`ONE_NOISE_PRIOR`, the default until 2026-12-07).
+
+Mean shock. The learning noise above is independent from cell to cell, but one
+finetuning moves a trait's mean in every concept of the run at once: on the shipped runs
+the means' steps from one generation to the next, each less its cell's average step,
+share far more between a trait's ten digits than independent noises would (the
+cell-averaged mean is the check the shipped runs fail: docs/models.md 11). With the
+prior key ``mean_shock_sd`` every trait k gets one shock a generation on its cells' means,
+
+    mu_t += m_{t,k},   m_{t,k} ~ Normal(0, s_m),   s_m ~ LogNormal(prior)
+
+(``mean_shock``, dimensions generation 1.. and trait; sampled centred on fits of many
+cells, as the generation shock: :meth:`BreederSpec.mean_shocks`). A forecast draws new
+ones. Without the key there is none (:data:`MEAN_SHOCK_PRIOR`).
 """
 
 from __future__ import annotations
@@ -172,6 +185,13 @@ MOMENTUM_PRIOR = {"mean_momentum": (0.39, 0.18)}
 #: because forecasts from 3 generations of seeds 2 and 3 got worse with it (benchmark
 #: results.md, "The mean offset").
 MEAN_OFFSET_PRIOR = {"mean_offset_sd": (-2.87, 0.78)}
+
+#: The prior key that switches the mean shock on (module docstring, "Mean shock"; not a
+#: default): LogNormal(mu, sigma) of its SD, in generation-0 SDs, learned on the
+#: benchmark's seed-1 chains with the default priors fixed (analyses/benchmark/run.py
+#: mean_shock: a wide prior, all 16 generations of 16 designs; posterior medians 0.029 to
+#: 0.17; centre and spread computed as the shock's): median exp(-2.90) = 0.055.
+MEAN_SHOCK_PRIOR = {"mean_shock_sd": (-2.90, 0.68)}
 
 #: The prior keys that switch on the level-and-share parameterization (module docstring,
 #: "Level and share"; not a default): the Normal priors of the locations of log L and
@@ -308,7 +328,8 @@ class BreederSpec(ModelSpec):
     #: scientific parameters reported by `qtrait fit`
     reported = ("lambda", "gamma", "v_mut", "v_star", "share", "sigma_learn",
                 "sigma_learn_scale", "tau",
-                "gen_shock_sd", "first_step", "mean_momentum", "mean_offset", "mean_offset_sd")
+                "gen_shock_sd", "first_step", "mean_momentum", "mean_offset", "mean_offset_sd",
+                "mean_shock_sd")
     #: population parameters of either parameterization (those of the other are absent)
     population = ("log_level_mu", "log_level_sd", "logit_share_mu", "logit_share_sd",
                   "log_lambda_mu", "log_lambda_sd", "gamma_mu", "gamma_sd", "v_mut_scale")
@@ -318,6 +339,12 @@ class BreederSpec(ModelSpec):
         """Whether the learning noise has one value per trait (module docstring, "Learning
         noise per trait"): the prior key ``sigma_learn_trait`` or ``sigma_learn_pooled``."""
         return "sigma_learn_trait" in self.priors or "sigma_learn_pooled" in self.priors
+
+    @property
+    def has_mean_shock(self) -> bool:
+        """Whether the mean map carries a shock per generation and trait (module
+        docstring, "Mean shock")."""
+        return "mean_shock_sd" in self.priors
 
     @property
     def has_shock(self) -> bool:
@@ -330,7 +357,7 @@ class BreederSpec(ModelSpec):
 
     def design_constants(self, cd: ChainData) -> tuple:
         out = (uncond_center(cd) is None,)
-        if self.noise_per_trait:   # which trait each cell has: graph structure
+        if self.noise_per_trait or self.has_mean_shock:   # which trait each cell has
             out += (tuple(cd.trait_index()),)
         return out
 
@@ -347,9 +374,9 @@ class BreederSpec(ModelSpec):
 
     def coords(self, cd: ChainData, lay):
         c = super().coords(cd, lay)
-        if self.has_shock:
+        if self.has_shock or self.has_mean_shock:
             c["shock_generation"] = cd.generations[1:]
-        if self.noise_per_trait:
+        if self.noise_per_trait or self.has_mean_shock:
             c["trait"] = cd.traits()
         return c
 
@@ -447,6 +474,28 @@ class BreederSpec(ModelSpec):
                     "first_step_shifted", loc + dev1, sd) - dev1)
             out = pt.set_subtensor(out[1], out[1] + d1)
         return out
+
+    def mean_shocks(self, cd: ChainData):
+        """(G, J): what the mean shock adds to each cell's mean map (row 0, generation 0,
+        none), or 0 without the prior key ``mean_shock_sd`` (module docstring, "Mean
+        shock"). One shock m_{t,k} per generation and trait, shared by the trait's cells;
+        sampled centred (``mean_shock``) with at least :data:`SHOCK_CENTRED_CELLS` cells,
+        where each is informed by the trait's cells in every concept, else as s_m times a
+        standard normal (``mean_shock_z``); the same prior either way."""
+        if not self.has_mean_shock or cd.G < 2:
+            return 0.0
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        sd = pm.LogNormal("mean_shock_sd", *self.priors["mean_shock_sd"])
+        dims = ("shock_generation", "trait")
+        if cell_sampling(cd) == "centred":
+            m = pm.Normal("mean_shock", 0.0, sd, dims=dims)
+        else:
+            m = pm.Deterministic("mean_shock", sd * pm.Normal("mean_shock_z", 0.0, 1.0,
+                                                              dims=dims), dims=dims)
+        rows = pt.concatenate([pt.zeros((1, len(cd.traits()))), m], axis=0)
+        return rows[:, cd.trait_index()]
 
     def learning_noise(self, cd: ChainData):
         """The learning noise on the mean (``sigma_learn``; module docstring, "Learning
@@ -600,7 +649,7 @@ class BreederSpec(ModelSpec):
             if log_step is not None:
                 step = pt.exp(log_step)[:, None]
                 V, inherited = V * step, inherited * step
-            mu = (1 + gamma) * D["prev_mean"] + beta
+            mu = (1 + gamma) * D["prev_mean"] + beta + self.mean_shocks(cd)
             if "mean_momentum" in p:
                 mu = mu + pm.Normal("mean_momentum", *p["mean_momentum"]) * D["prev_step"]
             pm.Deterministic("guided_mean", mu, dims=("generation", "cell"))
@@ -652,6 +701,7 @@ class BreederSpec(ModelSpec):
         sigma = sigma[:, cd.trait_index()] if sigma.ndim == 2 else sigma[:, None]
         tau = draws["tau"][:, None]
         shock_sd = draws.get("gen_shock_sd")
+        mean_shock_sd = draws.get("mean_shock_sd")
         st = start_state(cd, start, lam.shape)
         rho = draws.get("mean_momentum")
         if rho is not None:      # the parents' mean before their last step
@@ -668,6 +718,9 @@ class BreederSpec(ModelSpec):
             if start + i == 1 and "first_step" in draws:
                 V = V * np.exp(draws["first_step"])[:, None]
             mu = (1 + gamma) * st.parents.mean + beta + sigma * rng.standard_normal(lam.shape)
+            if mean_shock_sd is not None:   # one shock per trait, all of the trait's cells
+                m = mean_shock_sd[:, None] * rng.standard_normal((S, len(cd.traits())))
+                mu = mu + m[:, cd.trait_index()]
             if rho is not None:   # no step before generation 2: before = parents there
                 mu = mu + rho[:, None] * (st.parents.mean - before)
                 before = st.parents.mean.copy()
