@@ -121,18 +121,19 @@ LogNormals (:data:`SIGMA_TRAIT_PRIOR` says why not; it takes precedence over the
 key), and without either key one noise sigma_learn ~ HalfNormal(``sigma_learn``) serves
 every trait (:data:`ONE_NOISE_PRIOR`, the default until 2026-12-07).
 
-Mean shock. The learning noise above is independent from cell to cell, but one
-finetuning moves a trait's mean in every concept of the run at once: on the shipped runs
-the means' steps from one generation to the next, each less its cell's average step,
-share far more between a trait's ten digits than independent noises would (the
-cell-averaged mean is the check the shipped runs fail: docs/models.md 11). With the
-prior key ``mean_shock_sd`` every trait k gets one shock a generation on its cells' means,
+Mean shock. The learning noise above is independent from cell to cell; one finetuning
+might instead move a trait's mean in every concept of the run at once, which would make
+the cell-averaged mean vary more than the model says (the check every shipped run fails:
+docs/models.md 11). With the prior key ``mean_shock_sd`` every trait k gets one shock a
+generation on its cells' means,
 
     mu_t += m_{t,k},   m_{t,k} ~ Normal(0, s_m),   s_m ~ LogNormal(prior)
 
 (``mean_shock``, dimensions generation 1.. and trait; sampled centred on fits of many
 cells, as the generation shock: :meth:`BreederSpec.mean_shocks`). A forecast draws new
-ones. Without the key there is none (:data:`MEAN_SHOCK_PRIOR`).
+ones. Without the key there is none (:data:`MEAN_SHOCK_PRIOR`). Tried and not kept:
+where that check fails the mean map lags the chain's drift, a bias the shock does not
+remove (analyses/adequacy/results.md, "Where the cell-averaged mean fails").
 """
 
 from __future__ import annotations
