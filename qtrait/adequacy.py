@@ -165,9 +165,17 @@ class Adequacy:
     @property
     def ppc_failures(self) -> list[int]:
         """The generations whose PPC p-value falls below the verdict's bound, P_MIN / m."""
-        _, m = self.ppc_min
-        return [p["generation"] for p in self.ppc
-                if min(p["mean"]["p"], p["log_var"]["p"]) < P_MIN / max(m, 1)]
+        return ppc_failing(self.ppc)
+
+    def mean_failures(self, most: int = 3) -> list[dict]:
+        """For each generation whose cell-averaged mean fails its check (:func:`ppc_failing`):
+        the generation, its gap (observed less replicated median) and the ``most`` traits
+        that contribute most to it (:func:`trait_gaps`)."""
+        rows = {p["generation"]: p for p in self.ppc}
+        return [{"generation": t,
+                 "gap": rows[t]["mean"]["observed"] - rows[t]["mean"]["replicated"],
+                 "traits": rows[t]["mean"].get("by_trait", [])[:most]}
+                for t in ppc_failing(self.ppc, ("mean",))]
 
     @property
     def ppc_ok(self) -> bool:
@@ -242,7 +250,10 @@ def one_step_pit(result, t_next: int, seed: int = 0, max_draws: int = 1000) -> d
 
 def ppc_generations(result, seed: int = 0, max_draws: int = 1000) -> list[dict]:
     """Posterior predictive p-values of each generation's cell-averaged standardised
-    mean and log variance, replicated one step from the observed previous generation."""
+    mean and log variance, replicated one step from the observed previous generation.
+
+    Each generation's ``mean`` also says which traits its gap comes from (``by_trait``:
+    :func:`trait_gaps`)."""
     from .forecast import posterior_draws
 
     cd, spec = result.data, result.spec
@@ -250,6 +261,8 @@ def ppc_generations(result, seed: int = 0, max_draws: int = 1000) -> list[dict]:
     rng = np.random.default_rng(seed)
     g = cd.sets["guided"]
     valid = cd.valid("guided")
+    trait_of = np.asarray(cd.trait_index())
+    traits = cd.traits()
     rows = []
     for t in range(1, cd.G):
         ok = valid[t] & valid[t - 1]
@@ -266,8 +279,50 @@ def ppc_generations(result, seed: int = 0, max_draws: int = 1000) -> list[dict]:
             p = float(np.mean(rep >= obs)) if len(rep) else float("nan")
             row[name] = {"observed": float(obs), "replicated": float(np.median(rep))
                          if len(rep) else None, "p": min(1.0, 2 * min(p, 1 - p))}
+        row["mean"]["by_trait"] = trait_gaps(g.mean[t][ok], rep_m, trait_of[ok], traits)
         rows.append(row)
     return rows
+
+
+def trait_gaps(observed: np.ndarray, replicated: np.ndarray, trait_of: np.ndarray,
+               traits: list[str]) -> list[dict]:
+    """Where a generation's cell-averaged mean parts from its replicate, per trait.
+
+    ``observed``: (J,) the cells' guided means; ``replicated``: (S, J) their replicates;
+    ``trait_of``: (J,) each cell's index into ``traits``. Per trait with cells, its
+    ``share`` of the cells, its ``gap`` (the observed mean over its cells less the mean of
+    their replicated average), ``z`` (that gap over the replicated average's SD; None
+    where the replicates do not vary) and its
+    ``contribution`` to the cell-averaged gap, share x gap: the contributions add up to
+    the observed cell average less the mean of its replicate (the ``replicated`` of the
+    check itself is a median, so the sum is near it, not equal). Largest contribution
+    first."""
+    out = []
+    J = len(observed)
+    for k, name in enumerate(traits):
+        m = trait_of == k
+        if not m.any():
+            continue
+        rep = replicated[:, m].mean(axis=1)
+        rep = rep[np.isfinite(rep)]
+        if not len(rep):
+            continue
+        gap = float(observed[m].mean() - rep.mean())
+        sd = float(rep.std())
+        out.append({"trait": name, "share": float(m.sum() / J), "gap": gap,
+                    "z": gap / sd if sd > 0 else None,
+                    "contribution": float(m.sum() / J * gap)})
+    out.sort(key=lambda r: -abs(r["contribution"]))
+    return out
+
+
+def ppc_failing(ppc: list[dict], statistics=("mean", "log_var")) -> list[int]:
+    """The generations of a per-generation check (:func:`ppc_generations`, or the
+    ``ppc`` of a saved verdict) where one of ``statistics`` fails: p below the verdict's
+    bound P_MIN / m, with m the number of p-values the check has (two a generation)."""
+    m = 2 * len(ppc)
+    return [p["generation"] for p in ppc
+            if any(p[s]["p"] < P_MIN / max(m, 1) for s in statistics)]
 
 
 def worst_cells(pit, cell, statistic, most: int = 5) -> list[dict]:

@@ -1623,7 +1623,7 @@ def shipped_variant_lines(term: str, name: str) -> list[str]:
     adequacy records name it; ``name`` says what it is) against the default fitted the
     same way (analyses/adequacy/records.jsonl, the newest record of each): a table of
     their diagnostics and adequacy, or nothing without records."""
-    from adequacy.run import model_terms, records, sampling_label
+    from adequacy.run import mean_failures, model_terms, records, sampling_label
 
     default = model_terms()
     rows = records()
@@ -1646,11 +1646,9 @@ def shipped_variant_lines(term: str, name: str) -> list[str]:
         cells = []
         for rec in (new[run], base[run]):
             d, a = rec["diagnostics"], rec["adequacy"]
-            m = 2 * len(a["ppc"])
             cells += [f"{d['rhat_max']:.3f}", f"{d['ess_bulk_min']:.0f}",
                       str(d["divergences"]), f"{a['pit_test']['p_value']:.2g}",
-                      f"{a['coverage90']:.3f}",
-                      str(sum(g["mean"]["p"] < 0.01 / m for g in a["ppc"]))]
+                      f"{a['coverage90']:.3f}", str(len(mean_failures(rec)))]
         out.append(f"| {run} | " + " | ".join(cells) + " |")
     return out + [""]
 

@@ -115,6 +115,10 @@ def _echo_adequacy(adq) -> None:
     if adq.ppc_failures:
         typer.echo("  per-generation posterior predictive p below its Bonferroni bound at "
                    "generation(s) " + ", ".join(map(str, adq.ppc_failures)))
+    for f in adq.mean_failures():
+        typer.echo(f"  generation {f['generation']}: the cells' average mean is "
+                   f"{f['gap']:+.2f} from its replicate; most of it from "
+                   + ", ".join(f"{r['trait']} ({r['contribution']:+.2f})" for r in f["traits"]))
     if not adq.refits_ok:
         typer.echo("  (some refits behind the PIT failed their diagnostics)")
 

@@ -406,7 +406,8 @@ def diagnostics_table(fits: list[tuple[str, object]]) -> pd.DataFrame:
 
 def adequacy_table(adq) -> pd.DataFrame:
     """The adequacy verdict of a fit (:class:`qtrait.adequacy.Adequacy`) as check, value,
-    threshold and pass/fail rows, then its worst cells."""
+    threshold and pass/fail rows, then its worst cells and, for each generation whose
+    cell-averaged mean fails its check, the traits its gap comes from."""
     from ..adequacy import BINS, COVERAGE, P_MIN, TEST_NAME
 
     p_min, m = adq.ppc_min
@@ -424,6 +425,10 @@ def adequacy_table(adq) -> pd.DataFrame:
     rows += [{"check": f"worst cell: {w['cell']} ({w['statistic']})",
               "value": f"z = {w['z']:+.1f} over {w['n']} generations",
               "threshold": "-", "status": "-"} for w in adq.worst[:5]]
+    rows += [{"check": f"generation {f['generation']}: cell-averaged mean off its replicate",
+              "value": f"{f['gap']:+.2f}, most from " + ", ".join(
+                  f"{r['trait']} ({r['contribution']:+.2f})" for r in f["traits"]),
+              "threshold": "-", "status": "-"} for f in adq.mean_failures()]
     return pd.DataFrame(rows)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import special, stats
 
-from qtrait.adequacy import predictive_cdf, rao_scott_uniformity, worst_cells
+from qtrait.adequacy import predictive_cdf, rao_scott_uniformity, trait_gaps, worst_cells
 
 
 def clustered_pits(rng, clusters=8, size=150, rho=0.3, scale=1.0, shift=0.0):
@@ -86,6 +86,25 @@ def test_worst_cells_finds_the_biased_cell():
     assert worst[0]["cell"] == "b/x" and worst[0]["z"] > 3
 
 
+def test_trait_gaps_add_up_to_the_cell_averaged_gap_and_rank_the_trait_that_moved():
+    # 3 traits x 5 cells, 400 replicates centred on 0 (SD 0.1 per cell); the observed
+    # means of trait 1 sit 1.5 above, the others at 0: trait 1 ranks first with a gap
+    # near 1.5 (the replicates' mean over 400 draws is within 0.03 of 0), its share 1/3,
+    # and the contributions add up to the observed average less the replicates' mean
+    # (exactly: both are linear in the cells)
+    rng = np.random.default_rng(16)
+    trait_of = np.repeat([0, 1, 2], 5)
+    rep = rng.normal(0.0, 0.1, (400, 15))
+    obs = np.where(trait_of == 1, 1.5, 0.0) + rng.normal(0.0, 0.01, 15)
+    rows = trait_gaps(obs, rep, trait_of, ["a", "b", "c"])
+    assert [r["trait"] for r in rows][0] == "b"
+    assert rows[0]["share"] == pytest.approx(1 / 3)
+    assert abs(rows[0]["gap"] - 1.5) < 0.05 and rows[0]["z"] > 20
+    assert sum(r["contribution"] for r in rows) == pytest.approx(
+        obs.mean() - rep.mean(axis=1).mean())
+    assert all(abs(r["contribution"]) < 0.05 for r in rows[1:])
+
+
 # --- the check on fitted chains ---------------------------------------------------------
 
 FAST = ("--chains", "2", "--draws", "400", "--tune", "400")
@@ -152,3 +171,65 @@ def test_a_misfitting_model_is_said_to_fail(cli, tmp_path):
     assert res.code == 0, res.err
     a = json.loads(res.out)["adequacy"]
     assert a["ok"] is None and a["pit_test"] is None and len(a["steps"]) == 7
+
+
+def test_the_mean_check_names_the_trait_whose_means_jumped(tmp_path):
+    # a chain of constant Gaussian cells (4 concepts x 3 traits, 300 images, 8
+    # generations) in which every concept's t1 mean jumps by 2 SDs at generation 5 and
+    # stays there: no first-order map of the previous generation's mean predicts the
+    # jump, so the cell-averaged mean fails its check at generation 5, and t1 carries
+    # most of the gap (its share is 1/3, so its contribution is near 2/3 of the jump's
+    # 2 SDs over the whole average, the others' near 0: they did not move)
+    import pandas as pd
+
+    from qtrait.adequacy import ppc_generations
+    from qtrait.fit import SamplerSettings, fit
+    from qtrait.rundir import open_run
+    from qtrait.rundir.table import import_table
+
+    rng = np.random.default_rng(6)
+    rows = []
+    for g in range(8):
+        for c in ("a", "b", "c", "d"):
+            x = rng.normal(0.0, 1.0, size=(300, 3))
+            x[:, 1] += 2.0 * (g >= 5)
+            rows.append(pd.DataFrame(x, columns=["t0", "t1", "t2"]).assign(
+                generation=g, set="guided", concept=c))
+    csv = tmp_path / "jump.csv"
+    pd.concat(rows).to_csv(csv, index=False)
+    import_table(csv, tmp_path / "jump", {"name": "jump", "cfg_scale": 1.0,
+                                          "cfg_schedule": "constant", "p_drop": 0.0,
+                                          "anchor": "previous"})
+    res = fit(open_run(tmp_path / "jump"), "breeder",
+              SamplerSettings(chains=2, draws=400, tune=400), save=False)
+    ppc = {p["generation"]: p for p in ppc_generations(res)}
+    at5 = ppc[5]["mean"]
+    assert at5["p"] < 0.01 / (2 * len(ppc))
+    top = at5["by_trait"][0]
+    assert top["trait"] == "t1" and 0.5 < top["contribution"] < 0.8
+    assert all(abs(r["contribution"]) < 0.1 for r in at5["by_trait"][1:])
+
+
+def test_a_failing_mean_check_is_reported_with_its_traits():
+    # a verdict whose generation-2 mean check fails (p 1e-5, below 0.01 / 4) and whose
+    # generation 1 passes: only generation 2 is listed, with its gap and its largest
+    # contributions, in the verdict's mean_failures and in the report's adequacy table
+    from qtrait.adequacy import Adequacy
+    from qtrait.report.sections import adequacy_table
+
+    by = [{"trait": "sharpness", "share": 0.1, "gap": 4.0, "z": 9.0, "contribution": 0.4},
+          {"trait": "pc_1", "share": 0.1, "gap": 0.2, "z": 0.5, "contribution": 0.02}]
+
+    def gen(t, p):
+        return {"generation": t, "log_var": {"observed": 0.0, "replicated": 0.0, "p": 0.5},
+                "mean": {"observed": 0.5, "replicated": 0.08, "p": p, "by_trait": by}}
+
+    adq = Adequacy("breeder", np.full(4, 0.5), np.arange(4), np.array(["a/x"] * 4),
+                   np.array(["mean"] * 4), None, 1.0, [], [gen(1, 0.3), gen(2, 1e-5)])
+    (f,) = adq.mean_failures(most=1)
+    assert f["generation"] == 2 and f["gap"] == pytest.approx(0.42)
+    assert [r["trait"] for r in f["traits"]] == ["sharpness"]
+    table = adequacy_table(adq)
+    row = table[table["check"].str.startswith("generation 2")]
+    assert len(row) == 1 and "sharpness (+0.40)" in row["value"].iloc[0]
+    assert not table["check"].str.startswith("generation 1").any()
