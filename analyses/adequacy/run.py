@@ -47,12 +47,14 @@ OLD_LIKELIHOOD = "independent/per-set-kurtosis"
 #: the optional terms of the default model (prior keys that add a term to its graph);
 #: records written before they were recorded had none of them
 TERMS = ("gen_shock_sd", "first_step", "mean_momentum", "mean_offset_sd", "log_level_mu",
-         "v_mut_slab", "sigma_learn_trait", "sigma_learn_pooled", "mean_shock_sd")
+         "v_mut_slab", "sigma_learn_trait", "sigma_learn_pooled", "mean_shock_sd",
+         "shared_noise", "mean_push_sd", "push_first")
 #: ``--with`` NAME: the breeder's optional prior keys added to the defaults
 EXTRA = {"momentum": "MOMENTUM_PRIOR", "offset": "MEAN_OFFSET_PRIOR",
          "level_share": "LEVEL_SHARE_PRIOR", "spike": "V_MUT_SLAB_PRIOR",
          "trait_noise": "SIGMA_TRAIT_PRIOR", "lambda_spread": "LAMBDA_SPREAD_PRIOR",
-         "mean_shock": "MEAN_SHOCK_PRIOR"}
+         "mean_shock": "MEAN_SHOCK_PRIOR", "shared_noise": "SHARED_NOISE_PRIOR",
+         "push": "MEAN_PUSH_PRIOR", "push_first": "PUSH_WITH_FIRST_PRIOR"}
 #: how records name the LogNormal prior of log lambda's spread (a tuple on the key
 #: ``log_lambda_sd``, which every model has: breeder.LAMBDA_SPREAD_PRIOR)
 LOGNORMAL_SPREAD = "log_lambda_sd~lognormal"

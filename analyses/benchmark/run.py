@@ -16,6 +16,8 @@ Steps, each resumable (records in ``*.jsonl`` beside this file):
     python analyses/benchmark/run.py levelshare  # lambda and V_m as level and share, seed 1
     python analyses/benchmark/run.py spread      # log lambda's spread over cells, seed 1
     python analyses/benchmark/run.py mean_shock  # the mean shock's size, seed 1
+    python analyses/benchmark/run.py shared_noise  # the learning noise's shared share, seed 1
+    python analyses/benchmark/run.py push        # the push per trait's size, seed 1
     python analyses/benchmark/run.py report      # results.md, figures, docs tables
 
 * ``pilot``: the run horizon (docs/theory.md 3.1) of every seed-1 pilot chain in
@@ -47,6 +49,12 @@ Steps, each resumable (records in ``*.jsonl`` beside this file):
 * ``mean_shock``: the default breeder on the same chains with the mean shock (breeder.py,
   "Mean shock") under a wide prior on its SD, from which its prior is set
   (``mean_shock.jsonl``; not a default);
+* ``shared_noise``: the default breeder on the same chains with the shared learning noise
+  (breeder.py, "Shared learning noise") under a wide prior on its share, from which its
+  prior is set (``shared_noise.jsonl``; not a default);
+* ``push``: the default breeder on the same chains with the push per trait (breeder.py,
+  "Push per trait") under a wide prior on its scale, from which its prior is set
+  (``push.jsonl``; not a default);
 * ``report``: the tables of results.md (scores over seeds 2 and 3 by K and method, all and
   non-trivial chains, converged and all fits, paired differences bootstrapped by design).
 """
@@ -755,6 +763,98 @@ def mean_shock_prior() -> tuple[float, float]:
     return learned_prior(MEAN_SHOCK, "log_sd_mean", "log_sd_sd")
 
 
+SHARED_NOISE = HERE / "shared_noise.jsonl"
+#: the prior of logit psi, the learning noise's shared share, in the seed-1 fits of
+#: ``shared_noise``: Normal(0, 1.5), psi's 90% between 0.08 and 0.92
+SHARED_NOISE_WIDE_PRIOR = (0.0, 1.5)
+
+
+def shared_noise_one(name: str) -> dict:
+    """The default breeder with the shared learning noise (breeder docstring, "Shared
+    learning noise") under a wide prior on logit psi, on all of one chain's generations
+    (trait axes): psi's posterior, logit psi's mean and SD (what :func:`learned_prior`
+    reads), and the learning noises' median beside it."""
+    res, design, seed, seconds = seed1_fit(name, {"shared_noise": SHARED_NOISE_WIDE_PRIOR})
+    post = res.idata.posterior
+    psi = post["shared_noise_share"].values.ravel()
+    logit = np.log(psi) - np.log1p(-psi)
+    return {"chain": name, "design": design, "seed": seed,
+            "prior": list(SHARED_NOISE_WIDE_PRIOR), "psi_quantiles": q90(psi),
+            "logit_mean": round(float(logit.mean()), 4),
+            "logit_sd": round(float(logit.std()), 4),
+            "sigma_learn_median": round(float(np.median(post["sigma_learn"].values)), 4),
+            "diagnostics": res.diagnostics, "seconds": seconds}
+
+
+def shared_noise(jobs: int = 2) -> None:
+    """:func:`shared_noise_one` for every seed-1 chain not yet in shared_noise.jsonl."""
+    seed1_step(shared_noise_one, SHARED_NOISE, jobs,
+               quantile_show("shared share", "psi_quantiles", ".3f"))
+
+
+def shared_noise_prior() -> tuple[float, float]:
+    """The Normal prior of logit psi from the seed-1 fits of ``shared_noise``
+    (:func:`learned_prior`)."""
+    return learned_prior(SHARED_NOISE, "logit_mean", "logit_sd")
+
+
+PUSH = HERE / "push.jsonl"
+
+
+def push_one(name: str) -> dict:
+    """The default breeder with the push per trait (breeder docstring, "Push per trait")
+    under its wide prior (breeder.MEAN_PUSH_PRIOR before it is learned), on all of one
+    chain's generations (trait axes): the posterior of its scale s_pi, and each trait's
+    push (median) beside it."""
+    from qtrait.models.breeder import MEAN_PUSH_WIDE_PRIOR
+
+    rec, post = sd_fit(name, "mean_push_sd", MEAN_PUSH_WIDE_PRIOR)
+    return rec | {"push_median": dict(zip(
+        post["mean_push"].coords["trait"].values.tolist(),
+        post["mean_push"].median(("chain", "draw")).values.round(4).tolist()))}
+
+
+def push(jobs: int = 2) -> None:
+    """:func:`push_one` for every seed-1 chain not yet in push.jsonl."""
+    seed1_step(push_one, PUSH, jobs, quantile_show("push scale", "sd_quantiles", ".3f"))
+
+
+PUSH_FIRST = HERE / "push_first.jsonl"
+
+
+def push_first_one(name: str) -> dict:
+    """The default breeder with the push per trait (its learned prior) and its factor f at
+    generation 1 under the wide prior breeder.PUSH_FIRST_WIDE_PRIOR, on all of one chain's
+    generations (trait axes): log f's posterior (what :func:`learned_prior` reads)."""
+    from qtrait.models.breeder import MEAN_PUSH_PRIOR, PUSH_FIRST_WIDE_PRIOR
+
+    res, design, seed, seconds = seed1_fit(
+        name, MEAN_PUSH_PRIOR | {"push_first": PUSH_FIRST_WIDE_PRIOR})
+    log_f = res.idata.posterior["push_first"].values.ravel()
+    return {"chain": name, "design": design, "seed": seed,
+            "prior": list(PUSH_FIRST_WIDE_PRIOR), "f_quantiles": q90(np.exp(log_f)),
+            "log_f_mean": round(float(log_f.mean()), 4),
+            "log_f_sd": round(float(log_f.std()), 4),
+            "diagnostics": res.diagnostics, "seconds": seconds}
+
+
+def push_first(jobs: int = 2) -> None:
+    """:func:`push_first_one` for every seed-1 chain not yet in push_first.jsonl."""
+    seed1_step(push_first_one, PUSH_FIRST, jobs,
+               quantile_show("push's first factor", "f_quantiles", ".3f"))
+
+
+def push_first_prior() -> tuple[float, float]:
+    """The Normal prior of log f from the seed-1 fits of ``push_first``."""
+    return learned_prior(PUSH_FIRST, "log_f_mean", "log_f_sd")
+
+
+def push_prior() -> tuple[float, float]:
+    """The LogNormal prior of the push's scale s_pi from the seed-1 fits of ``push``
+    (:func:`learned_prior`)."""
+    return learned_prior(PUSH, "log_sd_mean", "log_sd_sd")
+
+
 LEVELSHARE = HERE / "levelshare.jsonl"
 #: the priors of the level's and the share's locations in the seed-1 fits of
 #: ``levelshare``: Normal(0, 1) on log L (90% of L between 0.19 and 5.2) and Normal(2, 2)
@@ -964,7 +1064,8 @@ def report() -> None:
                 first_step_table(), centred_table(), momentum_fits_table(), momentum_table(),
                 offset_fits_table(), offset_table(), trait_noise_fits_table(),
                 trait_noise_table(), pooled_noise_table(), spread_fits_table(),
-                mean_shock_fits_table(),
+                mean_shock_fits_table(), shared_noise_fits_table(), push_fits_table(),
+                push_table(), push_first_fits_table(),
                 levelshare_fits_table(),
                 levelshare_table(), spike_table(), priors_table(),
                 adequacy_table(before=(ADEQUACY_ONE_NOISE, "with one learning noise")),
@@ -1369,6 +1470,17 @@ def offset_table() -> list[str]:
         "is the default and *with* the variant.", ONE_NOISE_NOTE])
 
 
+def push_table() -> list[str]:
+    """The default breeder with the push per trait switched on against the default."""
+    return change_table(variant_path("push"), BACKTEST, [
+        "## The push per trait: kept only if the held-out generations prefer it", "",
+        "The default model with the push per trait switched on (a constant step per trait "
+        "in every concept's mean map; docs/models.md 4.1; its scale's prior set on the "
+        "seed-1 chains, step `push`; records in backtest_push.jsonl, K = 3 only), against "
+        "the default model (backtest.jsonl). Here *without* is the default and *with* "
+        "the variant."])
+
+
 def mean_step_correlation() -> tuple[float, int]:
     """The median over every cell of every benchmark chain (trait axes) of the lag-1
     correlation of the cell's successive guided-mean steps from generation 2 on, and the
@@ -1602,20 +1714,100 @@ def mean_shock_fits_table() -> list[str]:
     recs = _records(MEAN_SHOCK, by_chain=True)
     if not recs:
         return []
-    out = ["## The mean shock on the seed-1 chains", "",
-           "The default breeder with one shock a generation and trait on the means of the "
-           "trait's cells in every concept (docs/models.md 4.1, \"Mean shock\"), under a "
-           f"wide prior on its SD (LogNormal({MEAN_SHOCK_WIDE_PRIOR[0]:.2f}, "
-           f"{MEAN_SHOCK_WIDE_PRIOR[1]})), step `mean_shock`, on all 16 generations of each "
-           "seed-1 chain (trait axes): the SD's posterior median and 90% interval, and the "
-           "learning noises' median beside it (generation-0 SDs). The prior from these "
-           "(breeder.MEAN_SHOCK_PRIOR; not a default): "
-           f"{lognormal_text(*mean_shock_prior(), '.3f')}. {fits_verdict(recs)}.", ""]
-    out += shipped_variant_lines("mean_shock_sd", "the mean shock") + [
-        "| chain | SD median | 90% interval | learning noise median | fit passes its "
-        "diagnostics |", "|---|---|---|---|---|"]
-    return out + chain_rows(recs, lambda r: f"{median_interval(r['sd_quantiles'])} | "
-                            f"{r['sigma_learn_median']:.3f}")
+    return seed1_section(
+        "## The mean shock on the seed-1 chains",
+        "The default breeder with one shock a generation and trait on the means of the "
+        "trait's cells in every concept (docs/models.md 4.1, \"Mean shock\"), under a "
+        f"wide prior on its SD (LogNormal({MEAN_SHOCK_WIDE_PRIOR[0]:.2f}, "
+        f"{MEAN_SHOCK_WIDE_PRIOR[1]})), step `mean_shock`, on all 16 generations of each "
+        "seed-1 chain (trait axes): the SD's posterior median and 90% interval, and the "
+        "learning noises' median beside it (generation-0 SDs). The prior from these "
+        "(breeder.MEAN_SHOCK_PRIOR; not a default): "
+        f"{lognormal_text(*mean_shock_prior(), '.3f')}.", recs, "mean_shock_sd",
+        "the mean shock", ["SD median", "90% interval", "learning noise median"],
+        lambda r: f"{median_interval(r['sd_quantiles'])} | {r['sigma_learn_median']:.3f}")
+
+
+def seed1_section(title: str, text: str, recs: list[dict], term: str, name: str,
+                  columns: list[str], cells) -> list[str]:
+    """A section on the seed-1 fits ``recs`` that set an optional term's prior: ``title``,
+    ``text`` and how many fits fail their diagnostics, the shipped runs with the term
+    (:func:`shipped_variant_lines` of ``term`` and ``name``), then a row per fit with the
+    middle ``columns`` from ``cells(record)``."""
+    header = ["chain", *columns, "fit passes its diagnostics"]
+    return ([title, "", f"{text} {fits_verdict(recs)}.", ""]
+            + shipped_variant_lines(term, name)
+            + ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+            + chain_rows(recs, cells))
+
+
+def shared_noise_fits_table() -> list[str]:
+    """The seed-1 fits that set the shared learning noise's prior (shared_noise.jsonl),
+    and what it does on the shipped runs (analyses/adequacy/records.jsonl)."""
+    recs = _records(SHARED_NOISE, by_chain=True)
+    if not recs:
+        return []
+    m, sd = shared_noise_prior()
+    lo, mid, hi = (1 / (1 + np.exp(-(m + z * sd))) for z in (-1.645, 0.0, 1.645))
+    return seed1_section(
+        "## The shared learning noise on the seed-1 chains",
+        "The default breeder with a share psi of each trait's learning-noise variance "
+        "shared by the trait's cells in a generation (docs/models.md 4.1, \"Shared "
+        "learning noise\"), under a wide prior on logit psi (Normal("
+        f"{SHARED_NOISE_WIDE_PRIOR[0]:.1f}, {SHARED_NOISE_WIDE_PRIOR[1]})), step "
+        "`shared_noise`, on all 16 generations of each seed-1 chain (trait axes): psi's "
+        "posterior median and 90% interval, and the learning noises' median beside it "
+        "(generation-0 SDs). The prior from these (breeder.SHARED_NOISE_PRIOR; not a "
+        f"default): logit psi ~ Normal({m:.2f}, {sd:.2f}), psi's median {mid:.3f}, 90% "
+        f"between {lo:.3f} and {hi:.2f}.", recs, "shared_noise", "the shared learning noise",
+        ["psi median", "90% interval", "learning noise median"],
+        lambda r: f"{median_interval(r['psi_quantiles'])} | {r['sigma_learn_median']:.3f}")
+
+
+def push_fits_table() -> list[str]:
+    """The seed-1 fits that set the push's prior (push.jsonl), and what it does on the
+    shipped runs (analyses/adequacy/records.jsonl)."""
+    from qtrait.models.breeder import MEAN_PUSH_WIDE_PRIOR
+
+    recs = _records(PUSH, by_chain=True)
+    if not recs:
+        return []
+    return seed1_section(
+        "## The push per trait on the seed-1 chains",
+        "The default breeder with a push pi_k in the mean map of every cell of trait k "
+        "(docs/models.md 4.1, \"Push per trait\"; pi_k ~ Normal(0, s_pi sigma_k), sigma_k "
+        "the trait's learning noise), under a wide prior on s_pi ("
+        f"{lognormal_text(*MEAN_PUSH_WIDE_PRIOR, '.2f')}), step `push`, on all 16 "
+        "generations of each seed-1 chain (trait axes): s_pi's posterior median and 90% "
+        "interval, and the largest push among the traits (posterior medians, "
+        "generation-0 SDs a generation). The prior from these (breeder.MEAN_PUSH_PRIOR; "
+        f"not a default): {lognormal_text(*push_prior(), '.3f')}.", recs, "mean_push_sd",
+        "the push per trait", ["s_pi median", "90% interval", "largest abs. push"],
+        lambda r: f"{median_interval(r['sd_quantiles'])} | "
+                  f"{max(map(abs, r['push_median'].values())):.3f}")
+
+
+def push_first_fits_table() -> list[str]:
+    """The seed-1 fits that set the prior of the push's factor at generation 1
+    (push_first.jsonl), and what the push with it does on the shipped runs."""
+    from qtrait.models.breeder import PUSH_FIRST_WIDE_PRIOR
+
+    recs = _records(PUSH_FIRST, by_chain=True)
+    if not recs:
+        return []
+    m, sd = push_first_prior()
+    return seed1_section(
+        "## The push's factor at generation 1 on the seed-1 chains",
+        "The default breeder with the push per trait (its prior as learned above) and "
+        "a factor f on generation 1's push (docs/models.md 4.1), under a wide prior "
+        f"on log f (Normal({PUSH_FIRST_WIDE_PRIOR[0]:.1f}, {PUSH_FIRST_WIDE_PRIOR[1]:.1f}"
+        ")), step `push_first`, on all 16 generations of each seed-1 chain (trait axes): "
+        "f's posterior median and 90% interval. The prior from these "
+        f"(breeder.PUSH_FIRST_PRIOR; not a default): log f ~ Normal({m:.2f}, {sd:.2f}), "
+        f"f's median {np.exp(m):.2f}, 90% between {np.exp(m - 1.645 * sd):.2f} and "
+        f"{np.exp(m + 1.645 * sd):.0f}.", recs, "mean_push_sd+push_first",
+        "the push with its factor at generation 1", ["f median", "90% interval"],
+        lambda r: median_interval(r["f_quantiles"]))
 
 
 def shipped_variant_lines(term: str, name: str) -> list[str]:
@@ -1848,7 +2040,8 @@ def main(argv=None) -> None:
     ap.add_argument("step", choices=("pilot", "nochange", "statespace", "backtest", "k1",
                                      "zeroshot", "priors", "adequacy", "shock", "offset",
                                      "momentum", "levelshare", "trait_noise", "spread",
-                                     "mean_shock", "report"))
+                                     "mean_shock", "shared_noise", "push", "push_first",
+                                     "report"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "benchmark"))
     ap.add_argument("--seeds", default="2,3")
     ap.add_argument("--k", default="2,3,5")
@@ -1898,6 +2091,17 @@ def main(argv=None) -> None:
     elif a.step == "mean_shock":
         mean_shock(a.jobs)
         show_lognormal("the mean shock's SD", mean_shock_prior())
+    elif a.step == "shared_noise":
+        shared_noise(a.jobs)
+        print("prior of logit psi, the learning noise's shared share, from seed 1: "
+              "Normal({:.3f}, {:.3f})".format(*shared_noise_prior()))
+    elif a.step == "push":
+        push(a.jobs)
+        show_lognormal("the push's scale", push_prior())
+    elif a.step == "push_first":
+        push_first(a.jobs)
+        print("prior of log f, the push's factor at generation 1, from seed 1: "
+              "Normal({:.3f}, {:.3f})".format(*push_first_prior()))
     elif a.step == "trait_noise":
         trait_noise(a.jobs)
         print("prior of each trait's learning noise from seed 1: LogNormal({:.3f}, {:.3f})"

@@ -134,6 +134,43 @@ cells, as the generation shock: :meth:`BreederSpec.mean_shocks`). A forecast dra
 ones. Without the key there is none (:data:`MEAN_SHOCK_PRIOR`). Tried and not kept:
 where that check fails the mean map lags the chain's drift, a bias the shock does not
 remove (analyses/adequacy/results.md, "Where the cell-averaged mean fails").
+
+Shared learning noise. The learning noise on the mean is independent from cell to cell;
+with the prior key ``shared_noise`` a share psi of each trait's noise variance is one
+draw a generation shared by the trait's cells in every concept, the rest stays the
+cell's own:
+
+    mu_t += m_{t,k},   m_{t,k} ~ Normal(0, sqrt(psi) sigma_k),
+    the cell's own noise variance (1 - psi) sigma_k^2,   logit psi ~ Normal(prior)
+
+so a cell's one-step predictive variance is the same as without the key, but a trait
+that moves in every concept at once (the image statistics of the shipped runs:
+analyses/adequacy/results.md, "Which traits the failing mean checks see") moves the
+cell-averaged mean as much as it does in the data. Unlike the mean shock, whose one SD
+serves every trait, the shared part scales with each trait's own noise (``shared_noise``,
+dimensions generation 1.. and trait; ``shared_noise_share`` is psi; sampled as the mean
+shock: :meth:`BreederSpec.shared_noises`). A forecast draws new ones. Without the key
+there is none (:data:`SHARED_NOISE_PRIOR`). Tried and not kept: with it chain_w1's
+one-step PIT test rejects (docs/models.md 4.1).
+
+Push per trait. Guidance can drive an image statistic (sharpness, saturation) a long way
+from where the unconditional probe sits, and in every concept at once, for several
+generations before it levels off: a map centred on the probe's mean cannot step away
+from it and then settle. With the prior key ``mean_push_sd`` each trait k gets a push
+pi_k, shared by its cells in every concept and generation, in units of its own learning
+noise:
+
+    mu_t = (1 + gamma) zbar_{t-1} + beta + pi_k,   pi_k ~ Normal(0, s_pi sigma_k),
+    s_pi ~ LogNormal(prior)
+
+so a cell with gamma < 0 settles at c - pi_k / gamma instead of c (``mean_push``,
+dimension trait; sampled as the mean shock: :meth:`BreederSpec.trait_pushes`). A
+forecast keeps each draw's pushes. Without the key there is none
+(:data:`MEAN_PUSH_PRIOR`). With the push and the prior key ``push_first`` the first
+finetuning's push (generation 1, from the real data) is f pi_k, log f ~ Normal(prior),
+one f per fit (``push_first``; :data:`PUSH_FIRST_PRIOR`), as the variance has its own
+first step. Tried and not kept: the shipped runs' check fails in fewer generations with
+the push, but the benchmark's forecasts get worse (docs/models.md 4.1).
 """
 
 from __future__ import annotations
@@ -193,6 +230,39 @@ MEAN_OFFSET_PRIOR = {"mean_offset_sd": (-2.87, 0.78)}
 #: mean_shock: a wide prior, all 16 generations of 16 designs; posterior medians 0.029 to
 #: 0.17; centre and spread computed as the shock's): median exp(-2.90) = 0.055.
 MEAN_SHOCK_PRIOR = {"mean_shock_sd": (-2.90, 0.68)}
+
+#: The prior key that switches the shared learning noise on (module docstring, "Shared
+#: learning noise"; not a default): Normal(mean, sd) of logit psi, the share of each
+#: trait's learning-noise variance that the trait's cells share in a generation, learned
+#: on the benchmark's seed-1 chains with the default priors fixed
+#: (analyses/benchmark/run.py shared_noise: Normal(0, 1.5) on logit psi, all 16
+#: generations of 16 designs; posterior medians of psi 0.037 to 0.41; centre and spread
+#: computed as the shock's): psi's median 0.095, 90% between 0.026 and 0.29.
+SHARED_NOISE_PRIOR = {"shared_noise": (-2.25, 0.82)}
+
+#: The prior key that switches the push per trait on (module docstring, "Push per
+#: trait"; not a default): LogNormal(mu, sigma) of s_pi, the pushes' SD in units of each
+#: trait's learning noise, learned on the benchmark's seed-1 chains with the default
+#: priors fixed (analyses/benchmark/run.py push: MEAN_PUSH_WIDE_PRIOR, all 16 generations
+#: of 16 designs, trait axes; posterior medians 0.11 to 0.23; centre and spread computed
+#: as the shock's): median exp(-1.85) = 0.16, 90% between 0.072 and 0.34.
+MEAN_PUSH_PRIOR = {"mean_push_sd": (-1.85, 0.47)}
+#: the wide prior of s_pi in the seed-1 fits that learn MEAN_PUSH_PRIOR: LogNormal(log
+#: 0.3, 1.5), 90% between 0.025 and 3.5
+MEAN_PUSH_WIDE_PRIOR = (float(np.log(0.3)), 1.5)
+
+#: With the push: the prior key of its factor f at generation 1 (module docstring, "Push
+#: per trait"; not a default), Normal(mean, sd) of log f, learned on the benchmark's
+#: seed-1 chains with the push's learned prior and the default priors fixed
+#: (analyses/benchmark/run.py push_first: Normal(0, 1), PUSH_FIRST_WIDE_PRIOR, all 16
+#: generations of 16 designs, trait axes; posterior medians of f 0.17 to 27, the trait
+#: axes' pushes being small; centre and spread computed as the shock's): median
+#: exp(0.16) = 1.2, 90% between 0.04 and 33, as wide as the designs disagree.
+PUSH_FIRST_PRIOR = {"push_first": (0.16, 2.03)}
+#: the prior of log f in the seed-1 fits that learn PUSH_FIRST_PRIOR
+PUSH_FIRST_WIDE_PRIOR = (0.0, 1.0)
+#: the push with its first factor: both prior keys
+PUSH_WITH_FIRST_PRIOR = MEAN_PUSH_PRIOR | PUSH_FIRST_PRIOR
 
 #: The prior keys that switch on the level-and-share parameterization (module docstring,
 #: "Level and share"; not a default): the Normal priors of the locations of log L and
@@ -330,7 +400,8 @@ class BreederSpec(ModelSpec):
     reported = ("lambda", "gamma", "v_mut", "v_star", "share", "sigma_learn",
                 "sigma_learn_scale", "tau",
                 "gen_shock_sd", "first_step", "mean_momentum", "mean_offset", "mean_offset_sd",
-                "mean_shock_sd")
+                "mean_shock_sd", "shared_noise_share", "mean_push", "mean_push_sd",
+                "push_first")
     #: population parameters of either parameterization (those of the other are absent)
     population = ("log_level_mu", "log_level_sd", "logit_share_mu", "logit_share_sd",
                   "log_lambda_mu", "log_lambda_sd", "gamma_mu", "gamma_sd", "v_mut_scale")
@@ -348,6 +419,25 @@ class BreederSpec(ModelSpec):
         return "mean_shock_sd" in self.priors
 
     @property
+    def has_shared_noise(self) -> bool:
+        """Whether a share of the learning noise is shared by a trait's cells in a
+        generation (module docstring, "Shared learning noise")."""
+        return "shared_noise" in self.priors
+
+    @property
+    def has_push(self) -> bool:
+        """Whether the mean map has a push per trait (module docstring, "Push per
+        trait")."""
+        return "mean_push_sd" in self.priors
+
+    @property
+    def by_trait(self) -> bool:
+        """Whether the graph needs each cell's trait (a per-trait noise, mean shock,
+        shared noise or push)."""
+        return (self.noise_per_trait or self.has_mean_shock or self.has_shared_noise
+                or self.has_push)
+
+    @property
     def has_shock(self) -> bool:
         """Whether the variance map carries the generation shock (module docstring)."""
         return "gen_shock_sd" in self.priors
@@ -358,7 +448,7 @@ class BreederSpec(ModelSpec):
 
     def design_constants(self, cd: ChainData) -> tuple:
         out = (uncond_center(cd) is None,)
-        if self.noise_per_trait or self.has_mean_shock:   # which trait each cell has
+        if self.by_trait:   # which trait each cell has
             out += (tuple(cd.trait_index()),)
         return out
 
@@ -375,9 +465,9 @@ class BreederSpec(ModelSpec):
 
     def coords(self, cd: ChainData, lay):
         c = super().coords(cd, lay)
-        if self.has_shock or self.has_mean_shock:
+        if self.has_shock or self.has_mean_shock or self.has_shared_noise:
             c["shock_generation"] = cd.generations[1:]
-        if self.noise_per_trait or self.has_mean_shock:
+        if self.by_trait:
             c["trait"] = cd.traits()
         return c
 
@@ -498,13 +588,66 @@ class BreederSpec(ModelSpec):
         rows = pt.concatenate([pt.zeros((1, len(cd.traits()))), m], axis=0)
         return rows[:, cd.trait_index()]
 
-    def learning_noise(self, cd: ChainData):
+    def shared_noises(self, cd: ChainData, sigma):
+        """(mean, var): what the shared learning noise (module docstring, "Shared learning
+        noise") adds to each cell's mean map, (G, J) with row 0 (generation 0) none, and
+        the factor 1 - psi of the cells' own noise variance; (0, 1) without the prior key
+        ``shared_noise`` or a generation 1. ``sigma``: the learning noise per trait (K,)
+        or one for all (a scalar). Sampled centred (``shared_noise``) with at least
+        :data:`SHOCK_CENTRED_CELLS` cells, else as its SD times a standard normal
+        (``shared_noise_z``); the same prior either way."""
+        if not self.has_shared_noise or cd.G < 2:
+            return 0.0, 1.0
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        K = len(cd.traits())
+        psi = pm.Deterministic("shared_noise_share", pm.math.sigmoid(
+            pm.Normal("shared_noise_logit", *self.priors["shared_noise"])))
+        sd = pt.sqrt(psi) * (sigma * pt.ones(K))
+        dims = ("shock_generation", "trait")
+        if cell_sampling(cd) == "centred":
+            m = pm.Normal("shared_noise", 0.0, sd[None, :], dims=dims)
+        else:
+            m = pm.Deterministic("shared_noise", sd[None, :] * pm.Normal(
+                "shared_noise_z", 0.0, 1.0, dims=dims), dims=dims)
+        rows = pt.concatenate([pt.zeros((1, K)), m], axis=0)
+        return rows[:, cd.trait_index()], 1.0 - psi
+
+    def trait_pushes(self, cd: ChainData, sigma):
+        """(J,): each cell's push pi_k (module docstring, "Push per trait"), or 0 without
+        the prior key ``mean_push_sd``; (G, J) with the prior key ``push_first``, whose
+        row 1 (generation 1) is f pi_k. ``sigma``: the learning noise per trait (K,) or
+        one for all (a scalar). Sampled centred (``mean_push``) with at least
+        :data:`SHOCK_CENTRED_CELLS` cells, else as s_pi sigma_k times a standard normal
+        (``mean_push_z``); the same prior either way."""
+        if not self.has_push:
+            return 0.0
+        import pymc as pm
+        import pytensor.tensor as pt
+
+        sd = pm.LogNormal("mean_push_sd", *self.priors["mean_push_sd"]) * (
+            sigma * pt.ones(len(cd.traits())))
+        if cell_sampling(cd) == "centred":
+            push = pm.Normal("mean_push", 0.0, sd, dims="trait")
+        else:
+            push = pm.Deterministic("mean_push", sd * pm.Normal("mean_push_z", 0.0, 1.0,
+                                                                dims="trait"), dims="trait")
+        push = push[cd.trait_index()]
+        if "push_first" not in self.priors or cd.G < 2:
+            return push
+        f = pt.exp(pm.Normal("push_first", *self.priors["push_first"]))
+        rows = pt.set_subtensor(pt.ones(cd.G)[1], f)
+        return rows[:, None] * push[None, :]
+
+    def learning_noise(self, cd: ChainData, per_trait: bool = False):
         """The learning noise on the mean (``sigma_learn``; module docstring, "Learning
         noise per trait"): with the prior key ``sigma_learn_trait`` one per trait, shared
         by the trait's cells in every concept and run, each with that LogNormal prior;
         else with ``sigma_learn_pooled`` (the default) one per trait as a shared scale
         times a trait's factor; else one per fit, HalfNormal(``sigma_learn``). Returns
-        what multiplies each cell's noise: a scalar, or a (J,) vector."""
+        what multiplies each cell's noise: a scalar, or a (J,) vector; with ``per_trait``
+        the (K,) vector of the traits' noises instead (a scalar still for one noise)."""
         import pymc as pm
 
         p = self.priors
@@ -519,7 +662,7 @@ class BreederSpec(ModelSpec):
                 sigma = pm.Deterministic("sigma_learn", scale * h, dims="trait")
         else:
             sigma = pm.LogNormal("sigma_learn", *p["sigma_learn_trait"], dims="trait")
-        return sigma[cd.trait_index()]
+        return sigma if per_trait else sigma[cd.trait_index()]
 
     def mean_offsets(self, gamma, center, level):
         """Per cell, the offset delta of the mean map's intercept from -gamma c (module
@@ -635,7 +778,9 @@ class BreederSpec(ModelSpec):
             lam, gamma, v_mut = self.cell_parameters(cd, locs, shift=shock_mean)
             pm.Deterministic("v_star", pt.switch(lam < 1, v_mut / (1 - lam), np.inf),
                              dims="cell")
-            sigma = self.learning_noise(cd)
+            sigma_k = self.learning_noise(cd, per_trait=True)
+            sigma = sigma_k[cd.trait_index()] if self.noise_per_trait else sigma_k
+            shared, own = self.shared_noises(cd, sigma_k)
             tau = pm.HalfNormal("tau", p["tau"])
             center = D.get("center")
             if center is None:
@@ -650,15 +795,16 @@ class BreederSpec(ModelSpec):
             if log_step is not None:
                 step = pt.exp(log_step)[:, None]
                 V, inherited = V * step, inherited * step
-            mu = (1 + gamma) * D["prev_mean"] + beta + self.mean_shocks(cd)
+            mu = ((1 + gamma) * D["prev_mean"] + beta + self.trait_pushes(cd, sigma_k)
+                  + self.mean_shocks(cd) + shared)
             if "mean_momentum" in p:
                 mu = mu + pm.Normal("mean_momentum", *p["mean_momentum"]) * D["prev_step"]
             pm.Deterministic("guided_mean", mu, dims=("generation", "cell"))
             pm.Deterministic("guided_var", V, dims=("generation", "cell"))
             if "v_mut_slab" in p:   # the same map with V_m = 0: the inherited part alone
-                self.spike_likelihood(D, mu, V, inherited, sigma ** 2, tau ** 2)
+                self.spike_likelihood(D, mu, V, inherited, own * sigma ** 2, tau ** 2)
             else:
-                self.likelihood(D, lay, {"guided": (mu, V)}, extra_mean=sigma ** 2,
+                self.likelihood(D, lay, {"guided": (mu, V)}, extra_mean=own * sigma ** 2,
                                 extra_rel=tau ** 2)
         return model
 
@@ -695,11 +841,20 @@ class BreederSpec(ModelSpec):
             v_mut = v_mut * (rng.uniform(size=v_mut.shape) < draws["v_mut_on"])
         S = lam.shape[0]
         beta = draws["intercept"]
+        push = 0.0
+        if "mean_push" in draws:   # the push per trait: a constant of each draw's map
+            push = draws["mean_push"][:, cd.trait_index()]
+            beta = beta + push
         center = uncond_center(cd)
         center = (np.broadcast_to(center, lam.shape) if center is not None
                   else np.full(lam.shape, np.nan))
-        sigma = draws["sigma_learn"]
-        sigma = sigma[:, cd.trait_index()] if sigma.ndim == 2 else sigma[:, None]
+        K = len(cd.traits())
+        sigma_k = draws["sigma_learn"]   # (S, K) per trait, or (S,) one for all
+        sigma_k = sigma_k if sigma_k.ndim == 2 else np.repeat(sigma_k[:, None], K, axis=1)
+        psi = draws.get("shared_noise_share")
+        psi = np.zeros(S) if psi is None else psi
+        sigma = np.sqrt(1 - psi)[:, None] * sigma_k[:, cd.trait_index()]
+        shared_sd = np.sqrt(psi)[:, None] * sigma_k
         tau = draws["tau"][:, None]
         shock_sd = draws.get("gen_shock_sd")
         mean_shock_sd = draws.get("mean_shock_sd")
@@ -719,9 +874,13 @@ class BreederSpec(ModelSpec):
             if start + i == 1 and "first_step" in draws:
                 V = V * np.exp(draws["first_step"])[:, None]
             mu = (1 + gamma) * st.parents.mean + beta + sigma * rng.standard_normal(lam.shape)
+            if start + i == 1 and "push_first" in draws:   # generation 1's push: f pi_k
+                mu = mu + (np.exp(draws["push_first"])[:, None] - 1) * push
             if mean_shock_sd is not None:   # one shock per trait, all of the trait's cells
-                m = mean_shock_sd[:, None] * rng.standard_normal((S, len(cd.traits())))
+                m = mean_shock_sd[:, None] * rng.standard_normal((S, K))
                 mu = mu + m[:, cd.trait_index()]
+            if "shared_noise_share" in draws:   # the noise's shared part, per trait
+                mu = mu + (shared_sd * rng.standard_normal((S, K)))[:, cd.trait_index()]
             if rho is not None:   # no step before generation 2: before = parents there
                 mu = mu + rho[:, None] * (st.parents.mean - before)
                 before = st.parents.mean.copy()

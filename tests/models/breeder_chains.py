@@ -41,3 +41,27 @@ def noiseless_draws(tmp_path, S: int, **extra):
              "v_mut": np.full((S, J), 0.05), "intercept": np.zeros((S, J)),
              "sigma_learn": np.zeros(S), "tau": np.zeros(S)}
     return get_spec("breeder"), cd, draws | {k: np.full(S, v) for k, v in extra.items()}
+
+
+def prior_draws(tmp_path, monkeypatch, spec, centred: bool, var_names: list[str],
+                z_name: str, draws: int = 4000):
+    """``draws`` prior draws of ``var_names`` from ``spec``'s graph on a 4-generation,
+    3-concept x 3-trait breeder chain, its optional term sampled centred or not (the
+    threshold SHOCK_CENTRED_CELLS patched); asserts that the non-centred variable
+    ``z_name`` is in the graph exactly when not centred."""
+    import warnings
+
+    import pymc as pm
+
+    from qtrait.models import breeder
+
+    truth = breeder_chain([TraitTruth(f"t{k}", lam=0.8, v_mut=0.1, gamma=0.0) for k in
+                           range(3)], 0, 4)
+    cd = chain_data([fit_data(open_run(write_simulated_run(tmp_path / "r", truth)))])
+    monkeypatch.setattr(breeder, "SHOCK_CENTRED_CELLS", 1 if centred else cd.J + 1)
+    model = spec.build(cd)
+    assert (z_name in model.named_vars) != centred
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the likelihood (a Potential) is ignored: right here
+        return pm.sample_prior_predictive(draws=draws, random_seed=6,
+                                          var_names=var_names).prior

@@ -4,7 +4,6 @@ in the fit, drawn anew in forecasts; simulated by ChainTruth.mean_shock_sd."""
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -12,12 +11,12 @@ import pytest
 from scipy import stats
 
 from qtrait.fit import SamplerSettings, fit
-from qtrait.models import chain_data, fit_data, get_spec
+from qtrait.models import get_spec
 from qtrait.models.breeder import MEAN_SHOCK_PRIOR
 from qtrait.rundir import open_run
 from qtrait.simulate import TraitTruth, write_simulated_run
 
-from .breeder_chains import breeder_chain, noiseless_draws
+from .breeder_chains import breeder_chain, noiseless_draws, prior_draws
 
 pytest.importorskip("nutpie")
 
@@ -60,21 +59,9 @@ def test_the_mean_shock_has_its_stated_prior(tmp_path, monkeypatch, centred):
     # 4000 prior draws: the SD LogNormal(prior) by Kolmogorov-Smirnov (p > 0.001), and
     # the shocks over their SD standard normal (variance 1 within 0.05: the SE over
     # 4000 x 3 generations x 3 traits is 0.005), sampled centred or not
-    import pymc as pm
-
-    from qtrait.models import breeder
-
-    truth = breeder_chain([TraitTruth(f"t{k}", lam=0.8, v_mut=0.1, gamma=0.0) for k in
-                           range(3)], 0, 4)
-    cd = chain_data([fit_data(open_run(write_simulated_run(tmp_path / "r", truth)))])
-    monkeypatch.setattr(breeder, "SHOCK_CENTRED_CELLS", 1 if centred else cd.J + 1)
     spec = shock_spec()
-    model = spec.build(cd)
-    assert ("mean_shock_z" in model.named_vars) != centred
-    with model, warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # the likelihood (a Potential) is ignored: right here
-        prior = pm.sample_prior_predictive(draws=4000, random_seed=6,
-                                           var_names=["mean_shock_sd", "mean_shock"]).prior
+    prior = prior_draws(tmp_path, monkeypatch, spec, centred,
+                        ["mean_shock_sd", "mean_shock"], "mean_shock_z")
     mu, sigma = spec.priors["mean_shock_sd"]
     sd = prior["mean_shock_sd"].values.ravel()
     assert stats.kstest(sd, "lognorm", (sigma, 0, np.exp(mu))).pvalue > 1e-3
