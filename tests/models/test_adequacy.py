@@ -107,6 +107,23 @@ def test_trait_gaps_add_up_to_the_cell_averaged_gap_and_rank_the_trait_that_move
 
 # --- the check on fitted chains ---------------------------------------------------------
 
+def imported_chain(path, generations: int, draw, seed: int):
+    """A run at ``path`` imported from a table of 4 concepts (a-d) x 3 traits (t0-t2):
+    generation g of concept c holds the images ``draw(rng, g, c)``, (n, 3)."""
+    import pandas as pd
+
+    from qtrait.rundir.table import import_table
+
+    rng = np.random.default_rng(seed)
+    rows = [pd.DataFrame(draw(rng, g, c), columns=["t0", "t1", "t2"]).assign(
+        generation=g, set="guided", concept=c)
+        for g in range(generations) for c in ("a", "b", "c", "d")]
+    csv = path.parent / f"{path.name}.csv"
+    pd.concat(rows).to_csv(csv, index=False)
+    import_table(csv, path, {"name": path.name, "cfg_scale": 1.0, "cfg_schedule": "constant",
+                             "p_drop": 0.0, "anchor": "previous"})
+
+
 FAST = ("--chains", "2", "--draws", "400", "--tune", "400")
 
 
@@ -142,23 +159,8 @@ def test_a_misfitting_model_is_said_to_fail(cli, tmp_path):
     # check rejects the breeder, and the text output says so next to the diagnostics
     import json
 
-    import pandas as pd
-
-    from qtrait.rundir.table import import_table
-
-    rng = np.random.default_rng(5)
-    rows = []
-    for g in range(10):
-        for c in ("a", "b", "c", "d"):
-            sd = 1.0 if (g + (c in "cd")) % 2 == 0 else np.sqrt(0.4)
-            x = rng.normal(0.0, sd, size=(300, 3))
-            rows.append(pd.DataFrame(x, columns=["t0", "t1", "t2"]).assign(
-                generation=g, set="guided", concept=c))
-    csv = tmp_path / "alt.csv"
-    pd.concat(rows).to_csv(csv, index=False)
-    import_table(csv, tmp_path / "alt", {"name": "alt", "cfg_scale": 1.0,
-                                         "cfg_schedule": "constant", "p_drop": 0.0,
-                                         "anchor": "previous"})
+    imported_chain(tmp_path / "alt", 10, lambda rng, g, c: rng.normal(
+        0.0, 1.0 if (g + (c in "cd")) % 2 == 0 else np.sqrt(0.4), size=(300, 3)), seed=5)
     res = cli("fit", tmp_path / "alt", *FAST)
     assert res.code == 0, res.err
     assert "adequacy INADEQUATE" in res.out
@@ -180,26 +182,12 @@ def test_the_mean_check_names_the_trait_whose_means_jumped(tmp_path):
     # jump, so the cell-averaged mean fails its check at generation 5, and t1 carries
     # most of the gap (its share is 1/3, so its contribution is near 2/3 of the jump's
     # 2 SDs over the whole average, the others' near 0: they did not move)
-    import pandas as pd
-
     from qtrait.adequacy import ppc_generations
     from qtrait.fit import SamplerSettings, fit
     from qtrait.rundir import open_run
-    from qtrait.rundir.table import import_table
 
-    rng = np.random.default_rng(6)
-    rows = []
-    for g in range(8):
-        for c in ("a", "b", "c", "d"):
-            x = rng.normal(0.0, 1.0, size=(300, 3))
-            x[:, 1] += 2.0 * (g >= 5)
-            rows.append(pd.DataFrame(x, columns=["t0", "t1", "t2"]).assign(
-                generation=g, set="guided", concept=c))
-    csv = tmp_path / "jump.csv"
-    pd.concat(rows).to_csv(csv, index=False)
-    import_table(csv, tmp_path / "jump", {"name": "jump", "cfg_scale": 1.0,
-                                          "cfg_schedule": "constant", "p_drop": 0.0,
-                                          "anchor": "previous"})
+    imported_chain(tmp_path / "jump", 8, lambda rng, g, c: rng.normal(
+        0.0, 1.0, size=(300, 3)) + [0.0, 2.0 * (g >= 5), 0.0], seed=6)
     res = fit(open_run(tmp_path / "jump"), "breeder",
               SamplerSettings(chains=2, draws=400, tune=400), save=False)
     ppc = {p["generation"]: p for p in ppc_generations(res)}
