@@ -795,16 +795,20 @@ class BreederSpec(ModelSpec):
             if log_step is not None:
                 step = pt.exp(log_step)[:, None]
                 V, inherited = V * step, inherited * step
-            mu = ((1 + gamma) * D["prev_mean"] + beta + self.trait_pushes(cd, sigma_k)
-                  + self.mean_shocks(cd) + shared)
+            mu = (1 + gamma) * D["prev_mean"] + beta + self.mean_shocks(cd)
+            if self.has_push:   # the optional terms only where their keys are: without
+                mu = mu + self.trait_pushes(cd, sigma_k)   # them the graph is as before
+            if self.has_shared_noise:
+                mu = mu + shared
+                sigma = pt.sqrt(own) * sigma
             if "mean_momentum" in p:
                 mu = mu + pm.Normal("mean_momentum", *p["mean_momentum"]) * D["prev_step"]
             pm.Deterministic("guided_mean", mu, dims=("generation", "cell"))
             pm.Deterministic("guided_var", V, dims=("generation", "cell"))
             if "v_mut_slab" in p:   # the same map with V_m = 0: the inherited part alone
-                self.spike_likelihood(D, mu, V, inherited, own * sigma ** 2, tau ** 2)
+                self.spike_likelihood(D, mu, V, inherited, sigma ** 2, tau ** 2)
             else:
-                self.likelihood(D, lay, {"guided": (mu, V)}, extra_mean=own * sigma ** 2,
+                self.likelihood(D, lay, {"guided": (mu, V)}, extra_mean=sigma ** 2,
                                 extra_rel=tau ** 2)
         return model
 
