@@ -65,3 +65,11 @@ def prior_draws(tmp_path, monkeypatch, spec, centred: bool, var_names: list[str]
         warnings.simplefilter("ignore")   # the likelihood (a Potential) is ignored: right here
         return pm.sample_prior_predictive(draws=draws, random_seed=6,
                                           var_names=var_names).prior
+
+
+def breeder_with(extra: dict):
+    """The breeder's specification with the prior keys ``extra`` added (or replaced)."""
+    from dataclasses import replace
+
+    spec = get_spec("breeder")
+    return replace(spec, priors=dict(spec.priors) | extra)

@@ -11,12 +11,11 @@ import pytest
 from scipy import stats
 
 from qtrait.fit import SamplerSettings, fit
-from qtrait.models import get_spec
 from qtrait.models.breeder import MEAN_SHOCK_PRIOR
 from qtrait.rundir import open_run
 from qtrait.simulate import TraitTruth, write_simulated_run
 
-from .breeder_chains import breeder_chain, noiseless_draws, prior_draws
+from .breeder_chains import breeder_chain, breeder_with, noiseless_draws, prior_draws
 
 pytest.importorskip("nutpie")
 
@@ -27,8 +26,7 @@ WIDE = {"mean_shock_sd": (float(np.log(0.1)), 1.5)}
 
 
 def shock_spec(prior=MEAN_SHOCK_PRIOR):
-    spec = get_spec("breeder")
-    return replace(spec, priors=dict(spec.priors) | prior)
+    return breeder_with(prior)
 
 
 def test_forecasts_draw_one_mean_shock_per_generation_and_trait(tmp_path):

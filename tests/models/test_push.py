@@ -12,19 +12,17 @@ import pytest
 from scipy import stats
 
 from qtrait.fit import SamplerSettings, fit
-from qtrait.models import get_spec
 from qtrait.models.breeder import MEAN_PUSH_PRIOR, MEAN_PUSH_WIDE_PRIOR
 from qtrait.rundir import open_run
 from qtrait.simulate import TraitTruth, write_simulated_run
 
-from .breeder_chains import breeder_chain, noiseless_draws, prior_draws
+from .breeder_chains import breeder_chain, breeder_with, noiseless_draws, prior_draws
 
 pytest.importorskip("nutpie")
 
 
 def push_spec(prior=MEAN_PUSH_PRIOR):
-    spec = get_spec("breeder")
-    return replace(spec, priors=dict(spec.priors) | prior)
+    return breeder_with(prior)
 
 
 def test_forecasts_add_each_draws_push_to_its_traits_cells(tmp_path):

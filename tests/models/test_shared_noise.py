@@ -12,12 +12,11 @@ import pytest
 from scipy import special, stats
 
 from qtrait.fit import SamplerSettings, fit
-from qtrait.models import get_spec
 from qtrait.models.breeder import SHARED_NOISE_PRIOR
 from qtrait.rundir import open_run
 from qtrait.simulate import TraitTruth, write_simulated_run
 
-from .breeder_chains import breeder_chain, noiseless_draws, prior_draws
+from .breeder_chains import breeder_chain, breeder_with, noiseless_draws, prior_draws
 
 pytest.importorskip("nutpie")
 
@@ -28,8 +27,7 @@ WIDE = {"shared_noise": (0.0, 1.5)}
 
 
 def shared_spec(prior=SHARED_NOISE_PRIOR):
-    spec = get_spec("breeder")
-    return replace(spec, priors=dict(spec.priors) | prior)
+    return breeder_with(prior)
 
 
 def test_forecasts_share_psi_of_each_traits_noise_and_keep_its_total(tmp_path):
