@@ -589,9 +589,9 @@ class BreederSpec(ModelSpec):
         return rows[:, cd.trait_index()]
 
     def shared_noises(self, cd: ChainData, sigma):
-        """(mean, var): what the shared learning noise (module docstring, "Shared learning
-        noise") adds to each cell's mean map, (G, J) with row 0 (generation 0) none, and
-        the factor 1 - psi of the cells' own noise variance; (0, 1) without the prior key
+        """(shift, own): what the shared learning noise (module docstring, "Shared
+        learning noise") adds to each cell's mean map, (G, J) with row 0 (generation 0)
+        none, and the factor 1 - psi of the cells' own noise variance; (0, 1) without the prior key
         ``shared_noise`` or a generation 1. ``sigma``: the learning noise per trait (K,)
         or one for all (a scalar). Sampled centred (``shared_noise``) with at least
         :data:`SHOCK_CENTRED_CELLS` cells, else as its SD times a standard normal
