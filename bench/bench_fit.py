@@ -29,6 +29,10 @@ Warm-fit baseline, measured in the same run: ``breeder`` without the generation 
 and the first step (``NO_GENERATION_TERMS``; the breeder before they became defaults),
 cold and warm as above, so the table says what they cost on the machine it runs on.
 
+Numerics baseline, measured in the same run: ``breeder`` with its log density compiled under
+numba's fast-math flags (``FASTMATH_ON``; every fit until 2026-12-08), so the table says
+what bit-for-bit reproducible draws (``qtrait.fit.NUMBA_FASTMATH``) cost.
+
 Naive baseline (``--simulated`` only: it pools a trait over concepts), in its own fresh
 process: the naive way to write the breeder model, per image.
 Same structure and priors (per trait: V_t = lambda s2_{t-1} + V_m,
@@ -134,6 +138,14 @@ spec = replace(spec, priors={k: v for k, v in spec.priors.items()
                              if k not in ("gen_shock_sd", "first_step")})
 """
 
+# the numerics baseline (off with --skip-baseline): the breeder with its log density compiled
+# under numba's fast-math flags, as every fit was until 2026-12-08 (qtrait.fit.NUMBA_FASTMATH
+# says why they are off), so the table says what bit-for-bit draws cost on this machine
+FASTMATH_ON = """
+import qtrait.fit
+qtrait.fit.NUMBA_FASTMATH = True
+"""
+
 # one fresh process: gradient costs (naive and qtrait's breeder graph), then the naive fit
 NAIVE = """
 import json, resource, time, warnings
@@ -217,6 +229,10 @@ OVERHEAD_TARGET_S = 10.0
 ISSUE_FIGURES_S = {"breeder": 71.0, "tilt": 27 * 60.0, "exact": 38 * 60.0}
 #: the results row of the breeder's warm-fit baseline (NO_GENERATION_TERMS)
 NO_GEN_ROW = "breeder without shock and first step"
+#: the results row of the numerics baseline (FASTMATH_ON)
+FASTMATH_ROW = "breeder with numba fast-math"
+#: rows of baselines, not of models
+BASELINE_ROWS = (NO_GEN_ROW, FASTMATH_ROW)
 #: models whose compile baseline (the graphs as built before 2026-12-06) is measured
 BASELINE_MODELS = ("breeder", "tilt")
 
@@ -308,6 +324,8 @@ def main() -> None:
         if "breeder" in results and not args.skip_baseline:
             results[NO_GEN_ROW] = fit_times(run, "breeder", tmp, args,
                                             spec=NO_GENERATION_TERMS, label="-nogen")
+            results[FASTMATH_ROW] = fit_times(run, "breeder", tmp, args,
+                                              spec=FASTMATH_ON, label="-fastmath")
         overhead = {m: {"now": fit_times(run, m, tmp, args, settings=TINY)} for m in models}
         if not args.skip_baseline:
             for m in [m for m in models if m in BASELINE_MODELS]:
@@ -353,7 +371,7 @@ def report(args, run: str, results: dict, overhead: dict, naive: dict | None) ->
     print(f"{'model':<9}{'import s':>9}{'cold s':>9}{'warm s':>9}{'peak MiB':>10}"
           f"{'naive/warm':>12}{'R-hat':>8}{'ESS':>6}{'div':>5}  verdict (warm fit)")
     for model, r in results.items():
-        if model == NO_GEN_ROW:
+        if model in BASELINE_ROWS:
             continue
         if r["warm"] is None:   # ran past --limit-s
             c = r["cold"]
@@ -376,10 +394,20 @@ def report(args, run: str, results: dict, overhead: dict, naive: dict | None) ->
               f"{d['rhat_max']:.3f}, ESS {min(d['ess_bulk_min'], d['ess_tail_min']):.0f}, "
               f"{d['divergences']} div, {'converged' if d['ok'] else 'NOT CONVERGED'}; "
               f"breeder warm / baseline: {now['warm']['warm_s'] / base['warm']['warm_s']:.2f}")
+    fast = results.get(FASTMATH_ROW)
+    if fast and fast["warm"] and now and now["warm"]:
+        d = fast["warm"]["diag_warm"]
+        print(f"baseline, same run: {FASTMATH_ROW} (the log density compiled as every fit "
+              f"was until 2026-12-08, when a graph's first fit could draw otherwise than "
+              f"its later ones): warm {fast['warm']['warm_s']:.1f} s, R-hat "
+              f"{d['rhat_max']:.3f}, ESS {min(d['ess_bulk_min'], d['ess_tail_min']):.0f}, "
+              f"{d['divergences']} div; breeder warm / baseline: "
+              f"{now['warm']['warm_s'] / fast['warm']['warm_s']:.2f}")
     if Path(run).name == "chain_042" and not args.simulated:
         ratios = [f"{m} {r['warm']['warm_s'] / ISSUE_FIGURES_S[m]:.3f}"
                   + (" (against a lower bound)" if m == "exact" else "")
-                  for m, r in results.items() if r["warm"] is not None and m != NO_GEN_ROW]
+                  for m, r in results.items() if r["warm"] is not None
+                  and m not in BASELINE_ROWS]
         if ratios:
             print("warm / the figures recorded in issue 13 when it was filed (breeder 71 s, "
                   "tilt about 27 min, exact > 38 min; not re-measured): " + ", ".join(ratios))
@@ -440,7 +468,7 @@ def report(args, run: str, results: dict, overhead: dict, naive: dict | None) ->
     print("\ntargets (2 cores):")
     checks = []
     for model, r in results.items():
-        if model == NO_GEN_ROW:
+        if model in BASELINE_ROWS:
             continue
         if r["warm"] is None:
             checks.append((f"{model} warm fit within {WARM_TARGET_S[model]:.0f} s (not "

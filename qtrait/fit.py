@@ -135,6 +135,15 @@ def diagnose(idata, var_names) -> tuple[dict, list[str]]:
     return diag, advice
 
 
+#: numba's fast-math flags for the log density nutpie samples (PyTensor's default is on).
+#: With them LLVM may reassociate and fuse floating-point operations differently when it
+#: compiles a graph fresh (its parts inlined) than when it links the parts from PyTensor's
+#: disk cache, so the first fit of a graph new to the machine drew otherwise than every
+#: later fit with the same seed (a difference in the last bit, grown by the sampler). Off,
+#: the draws are the same bit for bit, cold cache or warm, at about a fifth more sampling
+#: time (docs/models.md section 7, "Reproducibility").
+NUMBA_FASTMATH = False
+
 #: compiled models kept for the life of the process, by the model's data layout: a
 #: second fit of the same layout (another run, another seed, a leave-future-out refit)
 #: swaps the data into the compiled model instead of compiling again (nutpie)
@@ -155,8 +164,11 @@ def _sample(spec, cd, settings: SamplerSettings, progress: bool, upto: int | Non
             if key in _COMPILED:
                 pm_model, compiled = _COMPILED[key]
             else:
+                import pytensor
+
                 pm_model = spec.build(cd)
-                compiled = nutpie.compile_pymc_model(pm_model)
+                with pytensor.config.change_flags(numba__fastmath=NUMBA_FASTMATH):
+                    compiled = nutpie.compile_pymc_model(pm_model)
                 _COMPILED[key] = (pm_model, compiled)
             compiled = compiled.with_data(**spec.packed(cd, upto))
             idata = nutpie.sample(compiled, draws=settings.draws, tune=settings.tune,
