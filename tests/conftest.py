@@ -10,6 +10,9 @@ import pytest
 from qtrait.cli.main import main
 from tests.helpers import write_tiny_run
 
+#: ends the test process without the interpreter's teardown (tests/teardown.py says why)
+pytest_plugins = ["tests.teardown"]
+
 
 @dataclass
 class CliResult:
