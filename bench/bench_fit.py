@@ -231,8 +231,12 @@ ISSUE_FIGURES_S = {"breeder": 71.0, "tilt": 27 * 60.0, "exact": 38 * 60.0}
 NO_GEN_ROW = "breeder without shock and first step"
 #: the results row of the numerics baseline (FASTMATH_ON)
 FASTMATH_ROW = "breeder with numba fast-math"
-#: rows of baselines, not of models
-BASELINE_ROWS = (NO_GEN_ROW, FASTMATH_ROW)
+#: rows of baselines, not of models, with what each is
+BASELINE_ROWS = {
+    NO_GEN_ROW: "the breeder before they became defaults on 2026-12-06",
+    FASTMATH_ROW: ("the log density compiled as every fit was until 2026-12-08, when a "
+                   "graph's first fit could draw otherwise than its later ones"),
+}
 #: models whose compile baseline (the graphs as built before 2026-12-06) is measured
 BASELINE_MODELS = ("breeder", "tilt")
 
@@ -386,23 +390,16 @@ def report(args, run: str, results: dict, overhead: dict, naive: dict | None) ->
               + (f"{nw / w['warm_s']:>11.1f}x" if naive else f"{'-':>12}")
               + f"{d['rhat_max']:>8.3f}{min(d['ess_bulk_min'], d['ess_tail_min']):>6.0f}"
               f"{d['divergences']:>5}  {'converged' if d['ok'] else 'NOT CONVERGED'}")
-    base, now = results.get(NO_GEN_ROW), results.get("breeder")
-    if base and base["warm"] and now and now["warm"]:
-        d = base["warm"]["diag_warm"]
-        print(f"baseline, same run: {NO_GEN_ROW} (the breeder before they became defaults "
-              f"on 2026-12-06): warm {base['warm']['warm_s']:.1f} s, R-hat "
-              f"{d['rhat_max']:.3f}, ESS {min(d['ess_bulk_min'], d['ess_tail_min']):.0f}, "
-              f"{d['divergences']} div, {'converged' if d['ok'] else 'NOT CONVERGED'}; "
-              f"breeder warm / baseline: {now['warm']['warm_s'] / base['warm']['warm_s']:.2f}")
-    fast = results.get(FASTMATH_ROW)
-    if fast and fast["warm"] and now and now["warm"]:
-        d = fast["warm"]["diag_warm"]
-        print(f"baseline, same run: {FASTMATH_ROW} (the log density compiled as every fit "
-              f"was until 2026-12-08, when a graph's first fit could draw otherwise than "
-              f"its later ones): warm {fast['warm']['warm_s']:.1f} s, R-hat "
-              f"{d['rhat_max']:.3f}, ESS {min(d['ess_bulk_min'], d['ess_tail_min']):.0f}, "
-              f"{d['divergences']} div; breeder warm / baseline: "
-              f"{now['warm']['warm_s'] / fast['warm']['warm_s']:.2f}")
+    now = results.get("breeder")
+    for row, what in BASELINE_ROWS.items():
+        base = results.get(row)
+        if base and base["warm"] and now and now["warm"]:
+            d = base["warm"]["diag_warm"]
+            print(f"baseline, same run: {row} ({what}): warm {base['warm']['warm_s']:.1f} s, "
+                  f"R-hat {d['rhat_max']:.3f}, ESS "
+                  f"{min(d['ess_bulk_min'], d['ess_tail_min']):.0f}, {d['divergences']} div, "
+                  f"{'converged' if d['ok'] else 'NOT CONVERGED'}; breeder warm / baseline: "
+                  f"{now['warm']['warm_s'] / base['warm']['warm_s']:.2f}")
     if Path(run).name == "chain_042" and not args.simulated:
         ratios = [f"{m} {r['warm']['warm_s'] / ISSUE_FIGURES_S[m]:.3f}"
                   + (" (against a lower bound)" if m == "exact" else "")
