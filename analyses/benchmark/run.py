@@ -399,7 +399,7 @@ def adequacy_one(name: str) -> dict:
     """The default model on all of one chain's generations (its trait axes) and its
     adequacy check (:func:`qtrait.adequacy.check`); a process of :func:`adequacy`."""
     from qtrait.adequacy import check
-    from qtrait.fit import fit
+    from qtrait.fit import NUMBA_FASTMATH, fit
 
     f = config()["fit"]
     run, settings = chain_fit_setup(name)
@@ -413,6 +413,8 @@ def adequacy_one(name: str) -> dict:
             "sampler": {"chains": settings.chains, "draws": settings.draws,
                         "tune": settings.tune},
             "first_step": full.spec.first_step_sampling(full.data),
+            # records without the key were sampled with the flags on (before 2026-12-08)
+            "numba_fastmath": NUMBA_FASTMATH,
             "diagnostics": full.diagnostics, "adequacy": a,
             "seconds": round(time.perf_counter() - t0, 1),
             "machine": f"{os.uname().machine}, {os.cpu_count()} cores",
@@ -472,7 +474,7 @@ def adequacy_table(seeds=(2, 3), path: Path = ADEQUACY, which: str = "",
             "checks it (docs/models.md section 11: one-step PITs from exact refits, "
             "Rao-Scott F test clustered by generation; one-step 90% coverage; "
             "per-generation posterior predictive check). "
-            + sampler_sentence(recs)
+            + sampler_sentence(recs) + fastmath_sentence(recs)
             + (f"All {len(recs)} chains are checked." if len(recs) == 16 * len(seeds) else
                f"The step resumes: {len(recs)} of {16 * len(seeds)} chains of "
                f"{'that seed' if len(seeds) == 1 else 'those seeds'} are checked so far."),
@@ -485,6 +487,17 @@ def adequacy_table(seeds=(2, 3), path: Path = ADEQUACY, which: str = "",
             f"[{cov.min():.3f}, {cov.max():.3f}] | "
             f"{sum(bool(r['adequacy']['ppc_ok']) for r in recs)} | {conv} |"] + \
         (adequacy_pairs(recs, *before) if before else [])
+
+
+def fastmath_sentence(recs: list[dict]) -> str:
+    """How many of the records' fits compiled their log density with numba's fast-math
+    flags on (records without ``numba_fastmath``: before 2026-12-08); "" when none."""
+    on = sum(bool(r.get("numba_fastmath", True)) for r in recs)
+    if not on:
+        return ""
+    return (f"{on} of these {len(recs)} fits compiled their log density with numba's "
+            "fast-math flags on, as every fit did before 2026-12-08 (their draws are as "
+            "valid, but a rerun draws otherwise: docs/models.md 7, \"Reproducibility\"). ")
 
 
 def sampler_sentence(recs: list[dict]) -> str:
