@@ -140,8 +140,8 @@ def diagnose(idata, var_names) -> tuple[dict, list[str]]:
 #: compiles a graph fresh (its parts inlined) than when it links the parts from PyTensor's
 #: disk cache, so the first fit of a graph new to the machine drew otherwise than every
 #: later fit with the same seed (a difference in the last bit, grown by the sampler). Off,
-#: the draws are the same bit for bit, cold cache or warm, at about a fifth more sampling
-#: time (docs/models.md section 7, "Reproducibility").
+#: the draws are the same bit for bit, cold cache or warm, at more sampling time
+#: (bench/bench_fit.py prints how much; docs/models.md section 7, "Reproducibility").
 NUMBA_FASTMATH = False
 
 #: compiled models kept for the life of the process, by the model's data layout: a

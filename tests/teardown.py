@@ -18,19 +18,19 @@ import sys
 
 import pytest
 
-_SESSION: list = []
+#: the finished session's exit status, kept on the config for pytest_unconfigure
+STATUS = pytest.StashKey[int]()
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session):
-    _SESSION.append(session)
+    session.config.stash[STATUS] = int(session.exitstatus)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config):
-    if not _SESSION:
+    if STATUS not in config.stash:
         return   # pytest stopped before its session began: let it exit its own way
-    status = int(_SESSION[-1].exitstatus)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(status)
+    os._exit(config.stash[STATUS])
